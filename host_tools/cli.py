@@ -1,0 +1,224 @@
+"""`sensorpub` command line: one table of subcommands, each a do_<name> handler and an argparse factory.
+
+Handlers stay thin; the work is in library functions the tests call directly. Any CommandError
+becomes one line on stderr and exit status 1; argparse mistakes are one line and exit status 2.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import CommandError
+
+EPILOGS = {
+    "pki": "examples:\n  sensorpub pki init\n  sensorpub pki server --host localhost --ip 127.0.0.1\n"
+           "  sensorpub pki device dev1\n  sensorpub pki verifier\n  sensorpub pki list --fleet demo\n"
+           "  sensorpub pki revoke dev1",
+    "broker": "examples:\n  sensorpub broker start --port 8883\n  sensorpub broker status\n"
+              "  sensorpub broker logs -n 20\n  sensorpub broker stop",
+    "verify": "examples:\n  sensorpub verify --device dev1 --count 3 --timeout 60\n"
+              "  sensorpub verify --timeout 120 --json",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + line
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fleet(p):
+    p.add_argument("--fleet", default="demo", help="fleet name (default: demo)")
+
+
+# --- pki ---------------------------------------------------------------------------------------
+
+def argparse_pki(sub):
+    p = sub.add_parser("pki", help="make the fleet CA and the server, device and verifier identities",
+                       epilog=EPILOGS["pki"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    for name, helptext in (("init", "create the fleet CA"), ("server", "issue the broker's server certificate"),
+                           ("device", "issue a device identity (PEM for the host, DER for the board)"),
+                           ("verifier", "issue the host-side verifier identity"),
+                           ("list", "list the fleet's identities"), ("revoke", "revoke a device and update the CRL")):
+        a = s.add_parser(name, help=helptext, description=helptext)
+        _fleet(a)
+        if name in ("init", "server", "device", "verifier"):
+            a.add_argument("--key-type", choices=("ec256", "rsa2048"), default="ec256",
+                           help="key algorithm (default: ec256, EC P-256)")
+            a.add_argument("--force", action="store_true", help="replace existing files")
+        if name in ("device", "revoke"):
+            a.add_argument("name", help="device name: letters, digits, '-' and '_'")
+        if name == "server":
+            a.add_argument("--host", action="append", default=[], help="DNS name of the broker (repeatable)")
+            a.add_argument("--ip", action="append", default=[], help="IP address of the broker (repeatable)")
+        if name == "list":
+            a.add_argument("--json", action="store_true", help="print JSON")
+
+
+def do_pki(args):
+    from . import pki
+    if args.action == "init":
+        path = pki.init_ca(args.fleet, args.key_type, args.force, progress=_say)
+    elif args.action == "server":
+        path = pki.issue_server(args.fleet, args.host, args.ip, args.key_type, args.force, progress=_say)
+    elif args.action == "device":
+        path = pki.issue_device(args.fleet, args.name, args.key_type, args.force, progress=_say)
+    elif args.action == "verifier":
+        path = pki.issue_verifier(args.fleet, args.key_type, args.force, progress=_say)
+    elif args.action == "revoke":
+        serial = pki.revoke_device(args.fleet, args.name)
+        print(f"revoked {args.name} (serial {serial:x}); restart the broker to load the new CRL")
+        return 0
+    else:
+        ids = pki.list_identities(args.fleet)
+        if args.json:
+            print(json.dumps([{"role": i.role, "name": i.name, "serial": f"{i.serial:x}", "key_type": i.key_type,
+                               "not_after": i.not_after.isoformat(), "revoked": i.revoked} for i in ids], indent=2))
+        else:
+            print(f"{'role':<9} {'name':<24} {'key':<8} {'not after':<20} {'revoked':<7} serial")
+            for i in ids:
+                print(f"{i.role:<9} {i.name:<24} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
+                      f"{'yes' if i.revoked else 'no':<7} {i.serial:x}")
+        return 0
+    print(f"wrote {path}")
+    return 0
+
+
+# --- broker ------------------------------------------------------------------------------------
+
+def argparse_broker(sub):
+    p = sub.add_parser("broker", help="run a local Mosquitto with mutual TLS for a fleet",
+                       epilog=EPILOGS["broker"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    for name, helptext in (("start", "write the config and start mosquitto, wait until TLS is up"),
+                           ("stop", "stop the fleet's mosquitto"), ("status", "is it running, where"),
+                           ("logs", "print the end of the broker log")):
+        a = s.add_parser(name, help=helptext, description=helptext)
+        _fleet(a)
+        if name == "start":
+            a.add_argument("--port", type=int, default=8883, help="TLS port (default: 8883)")
+            a.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+        if name == "logs":
+            a.add_argument("-n", "--lines", type=int, default=40, help="how many lines (default: 40)")
+            a.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+
+def do_broker(args):
+    from .broker import Broker
+    b = Broker(args.fleet, **({"port": args.port, "bind": args.bind} if args.action == "start" else {}))
+    if args.action == "start":
+        if not 0 < args.port < 65536:
+            raise CommandError(f"--port {args.port} is not a TCP port: give 1-65535")
+        pid = b.start(progress=_say)
+        print(f"broker for fleet {args.fleet!r} up on {args.bind}:{args.port} (pid {pid}, log {b.log_file})")
+    elif args.action == "stop":
+        print("stopped" if b.stop() else f"the broker for fleet {args.fleet!r} was not running")
+    elif args.action == "status":
+        pid = b.pid()
+        conf = b.dir / "mosquitto.conf"
+        where = next((ln.split(None, 1)[1] for ln in conf.read_text().splitlines() if ln.startswith("listener ")),
+                     "?") if conf.exists() else "?"
+        print(f"running (pid {pid}, listener {where}, log {b.log_file})" if pid else "not running")
+        return 0 if pid else 3
+    else:
+        _tail(b.log_file, args.lines, args.follow)
+    return 0
+
+
+def _tail(path, lines, follow):
+    if not path.exists():
+        raise CommandError(f"{path} does not exist yet: start it first")
+    with open(path, "r", errors="replace") as f:
+        for line in f.readlines()[-lines:] if lines > 0 else []:
+            print(line, end="")
+        while follow:
+            line = f.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.2)
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+def argparse_verify(sub):
+    p = sub.add_parser("verify", help="subscribe as the verifier and check every reading arrives",
+                       epilog=EPILOGS["verify"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _fleet(p)
+    p.add_argument("--host", default="localhost", help="broker host (default: localhost)")
+    p.add_argument("--port", type=int, default=8883, help="broker port (default: 8883)")
+    p.add_argument("--device", help="wait for readings from this device")
+    p.add_argument("--count", type=int, default=0, help="with --device: exit 0 once this many valid readings arrived")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to listen (default: 60)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="do not print each reading")
+    p.add_argument("--persistent", action="store_true",
+                   help="use a fixed client id and a persistent session, so readings sent while verify was "
+                        "not running are delivered on the next run")
+
+
+def do_verify(args):
+    from .pki import Fleet
+    from .verify import Endpoint, Tracker, run_verify
+    if args.count and not args.device:
+        raise CommandError("--count needs --device NAME")
+    if args.count < 0 or args.timeout <= 0:
+        raise CommandError("--count must be >= 0 and --timeout > 0")
+    f = Fleet(args.fleet)
+    v = f.verifier_dir
+    ep = Endpoint(args.host, args.port, f.ca_cert, v / "verifier.pem", v / "verifier.key.pem",
+                  client_id=f"sensorpub-verifier-{args.fleet}" if args.persistent else f"sensorpub-verifier-{os.getpid()}",
+                  clean_session=not args.persistent)
+    tracker = Tracker()
+    _say(f"verifying on {args.host}:{args.port} for {args.timeout:g} s"
+         + (f", until {args.count} readings from {args.device}" if args.count else ""))
+    ok = run_verify(ep, tracker, device=args.device, count=args.count, timeout=args.timeout,
+                    on_line=(lambda _l: None) if args.quiet or args.json else print)
+    print(json.dumps(tracker.summary(), indent=2) if args.json else tracker.table())
+    if not ok:
+        got = tracker.devices[args.device].valid if args.device in tracker.devices else 0
+        raise CommandError(f"only {got} of {args.count} valid readings from {args.device} within {args.timeout:g} s")
+    return 0
+
+
+COMMANDS = {
+    "pki": (argparse_pki, do_pki),
+    "broker": (argparse_broker, do_broker),
+    "verify": (argparse_verify, do_verify),
+}
+
+
+def register(name, factory, handler):
+    COMMANDS[name] = (factory, handler)
+
+
+def build_parser():
+    from . import __version__
+    p = Parser(prog="sensorpub", description="ESP32 sensors publishing over MQTT with mutual TLS: host tools.")
+    p.add_argument("--version", action="version", version=f"sensorpub {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for name, (factory, _h) in COMMANDS.items():
+        factory(sub)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args) or 0
+    except CommandError as e:
+        print(f"sensorpub: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sensorpub: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

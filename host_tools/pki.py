@@ -1,0 +1,314 @@
+"""Fleet PKI: a CA, the broker's server certificate, device and verifier identities, a CRL.
+
+Layout under certs/<fleet>/ is described in certs/README.md. All X.509 work is done with
+`cryptography`; private keys are written 0600 and never printed.
+"""
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import CommandError
+from .paths import VERIFIER_CN, check_name, fleet_dir
+
+KEY_TYPES = ("ec256", "rsa2048")
+CA_DAYS = 3650
+LEAF_DAYS = 365
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def new_key(key_type: str = "ec256"):
+    if key_type == "ec256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "rsa2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise CommandError(f"unknown key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
+
+
+def key_type_of(key) -> str:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec256" if key.curve.name == "secp256r1" else "ec-" + key.curve.name
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa{key.key_size}"
+    return type(key).__name__
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o600 if private else 0o644)  # umask-proof
+    os.replace(tmp, path)
+
+
+def key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def key_der(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CommandError(f"{path} is missing: run 'sensorpub pki' to create it") from None
+    try:
+        return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise CommandError(f"{path} is not a valid certificate: recreate it with 'sensorpub pki ... --force'") from None
+
+
+def load_key(path: Path):
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise CommandError(f"{path} is missing: run 'sensorpub pki init' to create the CA") from None
+    except (ValueError, TypeError):
+        raise CommandError(f"{path} is not a valid unencrypted private key") from None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _name(cn: str, fleet: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sensorpub"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, fleet),
+        x509.NameAttribute(NameOID.COMMON_NAME, cn),
+    ])
+
+
+@dataclass
+class Fleet:
+    """Paths of one fleet's PKI."""
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return fleet_dir(self.name)
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ca_dir / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.ca_dir / "ca.key.pem"
+
+    @property
+    def crl(self) -> Path:
+        return self.ca_dir / "crl.pem"
+
+    @property
+    def server_dir(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def verifier_dir(self) -> Path:
+        return self.root / "verifier"
+
+    def device_dir(self, name: str) -> Path:
+        return self.root / "devices" / check_name("device", name)
+
+    def require_ca(self):
+        if not self.ca_cert.exists():
+            raise CommandError(f"fleet {self.name!r} has no CA ({self.ca_cert} missing): run 'sensorpub pki init --fleet {self.name}'")
+        return load_cert(self.ca_cert), load_key(self.ca_key)
+
+
+def _guard(paths: List[Path], force: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise CommandError(f"{existing[0]} already exists: pass --force to replace it")
+
+
+def build_ca(fleet: str, key, days: int = CA_DAYS, not_before: Optional[dt.datetime] = None) -> x509.Certificate:
+    start = not_before or _now() - dt.timedelta(minutes=5)
+    name = _name(f"sensorpub {fleet} CA", fleet)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def build_leaf(ca_cert: x509.Certificate, ca_key, subject: x509.Name, public_key, eku, *,
+               sans: Optional[list] = None, days: int = LEAF_DAYS,
+               not_before: Optional[dt.datetime] = None) -> x509.Certificate:
+    start = not_before or _now() - dt.timedelta(minutes=5)
+    is_ec = isinstance(public_key, ec.EllipticCurvePublicKey)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=not is_ec,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(ca_key, hashes.SHA256())
+
+
+def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: Progress = _quiet) -> Path:
+    f = Fleet(fleet)
+    _guard([f.ca_cert, f.ca_key], force)
+    progress(f"generating {key_type} CA key for fleet {fleet!r}")
+    key = new_key(key_type)
+    cert = build_ca(fleet, key)
+    _write(f.ca_key, key_pem(key), private=True)
+    _write(f.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write(f.ca_dir / "ca.der", cert.public_bytes(serialization.Encoding.DER))
+    if f.crl.exists():
+        f.crl.unlink()
+    write_crl(fleet, [])
+    return f.ca_cert
+
+
+def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, force: bool,
+           progress: Progress, sans=None, der: bool = False) -> Path:
+    f = Fleet(fleet)
+    ca_cert, ca_key = f.require_ca()
+    cert_path, key_path = out_dir / f"{stem}.pem", out_dir / f"{stem}.key.pem"
+    _guard([cert_path, key_path], force)
+    progress(f"generating {key_type} key for {cn!r}")
+    key = new_key(key_type)
+    cert = build_leaf(ca_cert, ca_key, _name(cn, fleet), key.public_key(), eku, sans=sans)
+    _write(key_path, key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    _write(out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    if der:  # what goes to the board
+        _write(out_dir / "client.der", cert.public_bytes(serialization.Encoding.DER))
+        _write(out_dir / "client.key.der", key_der(key), private=True)
+        _write(out_dir / "ca.der", ca_cert.public_bytes(serialization.Encoding.DER))
+    return cert_path
+
+
+def issue_server(fleet: str, hosts: List[str], ips: List[str], key_type: str = "ec256", force: bool = False,
+                 progress: Progress = _quiet) -> Path:
+    if not hosts and not ips:
+        hosts, ips = ["localhost"], ["127.0.0.1"]
+    sans: list = [x509.DNSName(h) for h in hosts]
+    for ip in ips:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
+        except ValueError:
+            raise CommandError(f"--ip {ip!r} is not an IP address: give e.g. --ip 192.168.1.10") from None
+    cn = hosts[0] if hosts else ips[0]
+    return _issue(fleet, cn, Fleet(fleet).server_dir, "server", ExtendedKeyUsageOID.SERVER_AUTH, key_type, force,
+                  progress, sans=sans)
+
+
+def issue_device(fleet: str, name: str, key_type: str = "ec256", force: bool = False,
+                 progress: Progress = _quiet) -> Path:
+    check_name("device", name)
+    return _issue(fleet, name, Fleet(fleet).device_dir(name), "client", ExtendedKeyUsageOID.CLIENT_AUTH, key_type,
+                  force, progress, sans=_client_san(fleet, name), der=True)
+
+
+def _client_san(fleet: str, cn: str) -> list:
+    """RFC 5280 profiles (and cryptography's client verifier) want a SAN on client certificates too."""
+    return [x509.UniformResourceIdentifier(f"urn:sensorpub:{fleet}:{cn}")]
+
+
+def issue_verifier(fleet: str, key_type: str = "ec256", force: bool = False, progress: Progress = _quiet) -> Path:
+    return _issue(fleet, VERIFIER_CN, Fleet(fleet).verifier_dir, "verifier", ExtendedKeyUsageOID.CLIENT_AUTH,
+                  key_type, force, progress, sans=_client_san(fleet, VERIFIER_CN))
+
+
+def _revoked_serials(fleet: str) -> set:
+    f = Fleet(fleet)
+    if not f.crl.exists():
+        return set()
+    crl = x509.load_pem_x509_crl(f.crl.read_bytes())
+    return {r.serial_number for r in crl}
+
+
+def write_crl(fleet: str, serials) -> Path:
+    f = Fleet(fleet)
+    ca_cert, ca_key = f.require_ca()
+    now = _now()
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+         .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=365)))
+    for s in sorted(serials):
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now).build())
+    _write(f.crl, b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return f.crl
+
+
+def revoke_device(fleet: str, name: str) -> int:
+    cert = load_cert(Fleet(fleet).device_dir(name) / "client.pem")
+    serials = _revoked_serials(fleet) | {cert.serial_number}
+    write_crl(fleet, serials)
+    return cert.serial_number
+
+
+@dataclass
+class Identity:
+    role: str
+    name: str
+    serial: int
+    key_type: str
+    not_after: dt.datetime
+    revoked: bool
+    path: Path
+
+
+def list_identities(fleet: str) -> List[Identity]:
+    f = Fleet(fleet)
+    if not f.ca_cert.exists():
+        raise CommandError(f"fleet {fleet!r} has no CA: run 'sensorpub pki init --fleet {fleet}'")
+    revoked = _revoked_serials(fleet)
+    found = [("ca", f.ca_cert), ("server", f.server_dir / "server.pem"), ("verifier", f.verifier_dir / "verifier.pem")]
+    devs = f.root / "devices"
+    if devs.is_dir():
+        found += [("device", d / "client.pem") for d in sorted(devs.iterdir())]
+    out = []
+    for role, path in found:
+        if not path.exists():
+            continue
+        c = load_cert(path)
+        cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        out.append(Identity(role, str(cn), c.serial_number, key_type_of(c.public_key()),
+                            c.not_valid_after_utc, c.serial_number in revoked, path))
+    return out

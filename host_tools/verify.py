@@ -1,0 +1,241 @@
+"""Delivery verification: subscribe with the verifier identity, validate payloads, track sequences.
+
+`Tracker` is pure (feed it topic, payload, receive time) so tests can drive it directly;
+`run_verify` wires it to paho-mqtt with server verification always on.
+"""
+import json
+import math
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from .errors import CommandError
+
+TELEMETRY = "devices/+/telemetry"
+STATUS = "devices/+/status"
+RESERVED = {"device_id", "seq", "ts", "uptime_s", "status", "error"}
+STATUSES = ("ok", "sensor_error")
+
+
+def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]:
+    """Return (reading, None) for a valid telemetry payload, else (None, reason)."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "devices" or parts[2] != "telemetry":
+        return None, f"unexpected topic {topic!r}"
+    try:
+        msg = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None, "not JSON"
+    if not isinstance(msg, dict):
+        return None, "not a JSON object"
+
+    def num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if msg.get("device_id") != parts[1]:
+        return None, f"device_id {msg.get('device_id')!r} does not match topic device {parts[1]!r}"
+    seq = msg.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        return None, "seq missing or not a non-negative integer"
+    if "ts" not in msg:
+        return None, "ts missing"
+    if msg["ts"] is None:
+        if not num(msg.get("uptime_s")):
+            return None, "ts is null and uptime_s is missing"
+    elif not num(msg["ts"]):
+        return None, "ts is neither epoch seconds nor null"
+    status = msg.get("status")
+    if status not in STATUSES:
+        return None, f"status {status!r} is not one of {', '.join(STATUSES)}"
+    values = {k: v for k, v in msg.items() if k not in RESERVED}
+    if any(not (num(v) or v is None) for v in values.values()):
+        return None, "a sensor value is not a number"
+    if status == "ok" and not any(num(v) for v in values.values()):
+        return None, "status ok but no sensor value"
+    if status == "sensor_error" and not isinstance(msg.get("error"), str):
+        return None, "status sensor_error without an error string"
+    return msg, None
+
+
+@dataclass
+class DeviceStats:
+    device: str
+    valid: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    sensor_errors: int = 0
+    first_seq: Optional[int] = None
+    max_seq: Optional[int] = None
+    seen: set = field(default_factory=set)
+    latencies: List[float] = field(default_factory=list)
+    status: str = "-"
+    last_error: str = ""
+
+    @property
+    def gaps(self) -> int:
+        """Sequence numbers never received between the first and the highest seen."""
+        if self.max_seq is None:
+            return 0
+        return (self.max_seq - self.first_seq + 1) - len(self.seen)
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+        return {
+            "device": self.device, "valid": self.valid, "malformed": self.malformed, "gaps": self.gaps,
+            "duplicates": self.duplicates, "out_of_order": self.out_of_order,
+            "sensor_errors": self.sensor_errors, "first_seq": self.first_seq, "last_seq": self.max_seq,
+            "latency_avg_s": round(sum(lat) / len(lat), 3) if lat else None,
+            "latency_max_s": round(lat[-1], 3) if lat else None,
+            "status": self.status, "last_error": self.last_error,
+        }
+
+
+class Tracker:
+    def __init__(self):
+        self.devices: Dict[str, DeviceStats] = {}
+
+    def _dev(self, name: str) -> DeviceStats:
+        return self.devices.setdefault(name, DeviceStats(name))
+
+    def feed(self, topic: str, payload: bytes, received: Optional[float] = None) -> Tuple[str, Optional[dict], str]:
+        """Account for one message; returns (kind, reading, note) with kind in valid/malformed/status/duplicate."""
+        received = time.time() if received is None else received
+        parts = topic.split("/")
+        dev = self._dev(parts[1] if len(parts) > 1 else topic)
+        if len(parts) == 3 and parts[2] == "status":
+            text = payload.decode("utf-8", "replace").strip()
+            try:
+                obj = json.loads(text)
+                text = obj.get("state", text) if isinstance(obj, dict) else str(obj)
+            except ValueError:
+                pass
+            dev.status = text
+            return "status", None, text
+        msg, why = validate(topic, payload)
+        if msg is None:
+            dev.malformed += 1
+            dev.last_error = why
+            return "malformed", None, why
+        seq = msg["seq"]
+        if seq in dev.seen:
+            dev.duplicates += 1
+            return "duplicate", msg, f"seq {seq} seen before"
+        note = ""
+        if dev.max_seq is None:
+            dev.first_seq = dev.max_seq = seq
+        elif seq < dev.max_seq:
+            dev.out_of_order += 1
+            dev.first_seq = min(dev.first_seq, seq)
+            note = f"seq {seq} after {dev.max_seq}"
+        else:
+            if seq > dev.max_seq + 1:
+                note = f"gap: {seq - dev.max_seq - 1} missing before seq {seq}"
+            dev.max_seq = seq
+        dev.seen.add(seq)
+        dev.valid += 1
+        if msg["status"] == "sensor_error":
+            dev.sensor_errors += 1
+        if msg.get("ts") is not None:
+            dev.latencies.append(max(0.0, received - msg["ts"]))
+        return "valid", msg, note
+
+    def table(self) -> str:
+        cols = ("device", "valid", "malformed", "gaps", "duplicates", "out_of_order", "sensor_errors",
+                "first_seq", "last_seq", "latency_avg_s", "latency_max_s", "status")
+        rows = [[("-" if s[c] is None else str(s[c])) for c in cols] for s in self.summary()]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+        fmt = "  ".join("{:<%d}" % w for w in widths)
+        lines = [fmt.format(*cols)] + [fmt.format(*r) for r in rows]
+        if not rows:
+            lines.append("(no messages)")
+        return "\n".join(lines)
+
+    def summary(self) -> List[dict]:
+        return [self.devices[k].summary() for k in sorted(self.devices)]
+
+
+def describe(kind: str, topic: str, msg: Optional[dict], note: str) -> str:
+    dev = topic.split("/")[1] if "/" in topic else topic
+    if kind == "status":
+        return f"{dev} status {note}"
+    if kind == "malformed":
+        return f"{dev} MALFORMED: {note}"
+    vals = " ".join(f"{k}={v}" for k, v in msg.items() if k not in RESERVED)
+    err = f" error={msg['error']!r}" if msg.get("error") else ""
+    return f"{dev} seq={msg['seq']} {msg['status']} {vals}{err}" + (f" [{kind}: {note}]" if note or kind != "valid" else "")
+
+
+@dataclass
+class Endpoint:
+    """Where and how the verifier connects."""
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_id: str
+    alpn: Optional[str] = None
+    clean_session: bool = True
+
+
+def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, count: int = 0,
+               timeout: float = 60.0, on_line: Callable[[str], None] = print) -> bool:
+    """Subscribe and feed the tracker until `count` valid readings from `device` arrived or timeout.
+
+    Returns True when the target was reached (or no target was set)."""
+    import paho.mqtt.client as mqtt
+
+    for p in (ep.ca_file, ep.cert_file, ep.key_file):
+        if not Path(p).exists():
+            raise CommandError(f"{p} is missing: run 'sensorpub pki verifier' (and 'pki init') first")
+    done = threading.Event()
+    failure: List[str] = []
+
+    def on_connect(client, _ud, _flags, reason, _props):
+        if reason.is_failure:
+            failure.append(f"broker {ep.host}:{ep.port} refused the verifier: {reason}")
+            done.set()
+            return
+        client.subscribe([(TELEMETRY, 1), (STATUS, 1)])
+
+    def on_message(_client, _ud, m):
+        kind, msg, note = tracker.feed(m.topic, m.payload)
+        on_line(describe(kind, m.topic, msg, note))
+        if device and count and device in tracker.devices and tracker.devices[device].valid >= count:
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ep.client_id,
+                         clean_session=ep.clean_session, protocol=mqtt.MQTTv311)
+    ctx = ssl.create_default_context(cafile=str(ep.ca_file))  # CERT_REQUIRED + hostname check, always
+    ctx.load_cert_chain(str(ep.cert_file), str(ep.key_file))
+    if ep.alpn:
+        ctx.set_alpn_protocols([ep.alpn])
+    client.tls_set_context(ctx)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(ep.host, ep.port, keepalive=30)
+    except ssl.SSLCertVerificationError as e:
+        raise CommandError(f"the server at {ep.host}:{ep.port} is not trusted by {ep.ca_file}: {e.verify_message}") from None
+    except ssl.SSLError as e:
+        raise CommandError(f"TLS with {ep.host}:{ep.port} failed: {e.reason or e}") from None
+    except ConnectionRefusedError:
+        raise CommandError(f"nothing listens on {ep.host}:{ep.port}: start it with 'sensorpub broker start'") from None
+    except OSError as e:
+        raise CommandError(f"cannot reach {ep.host}:{ep.port}: {e.strerror or e}") from None
+    client.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if failure:
+        raise CommandError(failure[0])
+    if device and count:
+        got = tracker.devices[device].valid if device in tracker.devices else 0
+        return got >= count
+    return True

@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated SENSORPUB_HOME, a fleet PKI, a real Mosquitto on a free port."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--port", default=None, help="serial port of a real board for hardware tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--port"):
+        return
+    skip = pytest.mark.skip(reason="needs a real board: pass --port /dev/ttyUSB0")
+    for item in items:
+        if "hardware" in item.keywords:
+            item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSORPUB_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fleet(home):
+    """A complete fleet 'demo': CA, server (localhost/127.0.0.1), verifier, devices dev1 and dev2."""
+    from host_tools import pki
+    pki.init_ca("demo")
+    pki.issue_server("demo", [], [])
+    pki.issue_verifier("demo")
+    for d in ("dev1", "dev2"):
+        pki.issue_device("demo", d)
+    return pki.Fleet("demo")
+
+
+@pytest.fixture
+def broker(fleet):
+    from host_tools.broker import Broker
+    b = Broker("demo", port=free_port())
+    b.start()
+    yield b
+    b.stop()
+
+
+def run_cli(*args, env=None, timeout=120):
+    """Run `python -m host_tools ARGS` as a user would; returns CompletedProcess (text)."""
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "host_tools", *args], capture_output=True, text=True,
+                          env=e, timeout=timeout)

@@ -1,0 +1,92 @@
+"""verify: schema, sequence tracking, and the real subscription path."""
+import json
+import time
+
+import pytest
+
+from conftest import run_cli
+from helpers import client_for
+from host_tools.verify import Tracker, validate
+
+T = "devices/dev1/telemetry"
+
+
+def msg(seq, **kw):
+    m = {"device_id": "dev1", "seq": seq, "ts": time.time(), "status": "ok", "temp_c": 20.5}
+    m.update(kw)
+    return json.dumps(m).encode()
+
+
+def test_valid_payloads():
+    assert validate(T, msg(0))[1] is None
+    assert validate(T, msg(1, ts=None, uptime_s=12))[1] is None
+    assert validate(T, msg(2, status="sensor_error", error="timeout", temp_c=None))[1] is None
+
+
+@pytest.mark.parametrize("payload,why", [
+    (b"not json", "not JSON"),
+    (b"[1]", "not a JSON object"),
+    (msg(1, device_id="dev2"), "does not match"),
+    (msg(-1), "seq"),
+    (msg(True), "seq"),
+    (msg(1, ts=None), "uptime_s"),
+    (msg(1, ts="yesterday"), "ts"),
+    (msg(1, status="great"), "status"),
+    (msg(1, temp_c="warm"), "not a number"),
+    (msg(1, status="sensor_error"), "error string"),
+    (json.dumps({"device_id": "dev1", "seq": 1, "ts": 1, "status": "ok"}).encode(), "no sensor value"),
+])
+def test_invalid_payloads_name_the_problem(payload, why):
+    reading, reason = validate(T, payload)
+    assert reading is None and why in reason
+
+
+def test_tracker_counts_gap_duplicate_out_of_order_and_malformed():
+    t = Tracker()
+    for s in (1, 2, 5, 5, 3):
+        t.feed(T, msg(s))
+    t.feed(T, b"{broken")
+    s = t.devices["dev1"].summary()
+    assert (s["valid"], s["gaps"], s["duplicates"], s["out_of_order"], s["malformed"]) == (4, 1, 1, 1, 1)
+    assert s["first_seq"] == 1 and s["last_seq"] == 5
+    assert 0 <= s["latency_max_s"] < 5
+
+
+def test_tracker_status_and_latency():
+    t = Tracker()
+    t.feed("devices/dev1/status", b"online")
+    t.feed(T, msg(1, ts=100.0), received=102.5)
+    s = t.devices["dev1"].summary()
+    assert s["status"] == "online" and s["latency_avg_s"] == 2.5
+
+
+def test_verify_cli_reports_gap_duplicate_and_malformed_from_broker(broker, fleet):
+    import subprocess, sys, os
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port),
+                             "--timeout", "6", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # let it subscribe
+    dev = client_for(fleet, "dev1", broker.port)
+    for payload in (msg(10), msg(11), msg(11), msg(14), b"garbage"):
+        dev.publish(T, payload, qos=1).wait_for_publish(5)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = {d["device"]: d for d in json.loads(out)}
+    s = summary["dev1"]
+    assert (s["valid"], s["duplicates"], s["gaps"], s["malformed"]) == (3, 1, 2, 1), s
+
+
+def test_verify_cli_count_reached_and_not_reached(broker, fleet):
+    import subprocess, sys
+    args = [sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port), "--device", "dev1",
+            "--count", "2", "--timeout", "8"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    dev = client_for(fleet, "dev1", broker.port)
+    for s in (1, 2):
+        dev.publish(T, msg(s), qos=1).wait_for_publish(5)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "dev1 seq=2 ok" in out
+    r = run_cli("verify", "--port", str(broker.port), "--device", "dev1", "--count", "1", "--timeout", "1")
+    assert r.returncode == 1
+    assert "only 0 of 1 valid readings from dev1" in r.stderr
