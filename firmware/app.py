@@ -1,0 +1,122 @@
+# The publisher: read the sensor every interval_s, queue the reading in the flash outbox, drain the
+# outbox over the session. Config and credential errors are logged and retried with back-off.
+import gc
+import json
+import time
+
+import config
+import creds
+import log
+from outbox import SLOT, Outbox
+
+_SEP = (",", ":")  # compact JSON
+_EPOCH = 0 if time.gmtime(0)[0] == 1970 else 946684800  # some ports count from 2000
+
+
+def _retry(what, fn, cap):
+    # run fn until it works, logging one line per failure and backing off 1, 2, 4... cap s
+    delay = 1
+    while True:
+        try:
+            return fn()
+        except (config.ConfigError, creds.CredsError, OSError, ValueError) as e:
+            log.error("%s: %s; retrying in %d s" % (what, e, delay))
+        time.sleep(delay)
+        delay = min(delay * 2, cap)
+
+
+def _ts(synced):
+    if not synced:
+        return None
+    return (time.time_ns() // 1000000 + _EPOCH * 1000) / 1000
+
+
+class Publisher:
+    def __init__(self, cfg, board, ctx):
+        from session import Session  # imported late: umqtt and select cost RAM
+        self.cfg = cfg
+        self.board = board
+        dev = cfg["device_id"]
+        pre = cfg["topic_prefix"] + "/" + dev
+        self.topic = pre + "/telemetry"
+        self.sess = Session(cfg, ctx, pre + "/status", board.network_up)
+        self.box = Outbox(cfg["outbox_slots"])
+        self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
+        self.t0 = time.ticks_ms()
+        self.synced = False
+        self.sent = 0
+
+    def read(self):
+        r = self.reading
+        for k in list(r):
+            if k not in ("device_id", "seq", "ts", "uptime_s", "status"):
+                del r[k]
+        r["seq"] = self.box.next_seq()
+        if not self.synced:
+            self.synced = self.board.sync_time()
+        r["ts"] = _ts(self.synced)
+        r["uptime_s"] = time.ticks_diff(time.ticks_ms(), self.t0) // 1000
+        try:
+            r.update(self.board.read_sensor())
+            r["status"] = "ok"
+        except Exception as e:  # a failing sensor never stops publishing
+            r["status"] = "sensor_error"
+            r["error"] = ("%s %s" % (type(e).__name__, e))[:80]
+        b = json.dumps(r, _SEP).encode()
+        if len(b) >= SLOT:
+            raise ValueError("reading too large for an outbox slot")
+        if not self.box.put(b):
+            log.warn("outbox full (%d slots): dropped the oldest reading" % self.box.n)
+        del b
+
+    def run(self):
+        cfg = self.cfg
+        interval = cfg["interval_s"] * 1000
+        due = time.ticks_ms()
+        cycles = 0
+        log.info("publishing to %s every %d s, outbox %d/%d" % (self.topic, cfg["interval_s"], len(self.box),
+                                                                self.box.n))
+        while True:
+            now = time.ticks_ms()
+            if time.ticks_diff(now, due) >= 0:
+                if cfg["max_cycles"] and cycles >= cfg["max_cycles"]:
+                    if not len(self.box):
+                        break
+                else:
+                    self.read()
+                    cycles += 1
+                    due = time.ticks_add(due, interval)
+                    if time.ticks_diff(due, now) < 0:  # fell behind (long outage): do not burst
+                        due = time.ticks_add(now, interval)
+                    gc.collect()
+                    if cycles % 100 == 0:
+                        log.info("stats cycles=%d sent=%d queued=%d heap_free=%d heap_alloc=%d"
+                                 % (cycles, self.sent, len(self.box), gc.mem_free(), gc.mem_alloc()))
+            msg = self.box.peek()
+            if msg is not None:
+                if self.sess.publish(self.topic, msg):
+                    seq = self.box.seq - len(self.box)
+                    self.box.pop()
+                    self.sent += 1
+                    self.board.led(True)
+                    log.info("published seq", seq, "queued", len(self.box))
+                    continue
+                wait = self.sess.retry_in()
+            else:
+                wait = interval
+            left = time.ticks_diff(due, time.ticks_ms())
+            self.board.led(False)
+            self.sess.idle(max(0, min(wait, left)))
+        self.sess.close()
+        log.info("done cycles=%d sent=%d" % (cycles, self.sent))
+
+
+def run(board_module):
+    gc.collect()
+    cfg = _retry("config", config.load, 60)
+    log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"],
+                                                     board_module.NAME))
+    board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
+    ctx = _retry("credentials", lambda: creds.context(cfg["send_chain"]), cfg["backoff_cap_s"])
+    gc.collect()
+    Publisher(cfg, board, ctx).run()

@@ -1,0 +1,57 @@
+# DER credentials from /certs and the TLS context. Server verification is always on.
+import ssl
+
+DIR = "/certs"
+FIX = "run 'sensorpub flash --device <name>' on the host"
+
+
+class CredsError(Exception):
+    pass
+
+
+def _der_ok(b):
+    # one DER SEQUENCE spanning the whole file: catches PEM, truncation and junk before mbedTLS does
+    if len(b) < 4 or b[0] != 0x30:
+        return False
+    n = b[1]
+    if n < 0x80:
+        return 2 + n == len(b)
+    k = n & 0x7F
+    if k > 3 or len(b) < 2 + k:
+        return False
+    ln = 0
+    for i in range(k):
+        ln = (ln << 8) | b[2 + i]
+    return 2 + k + ln == len(b)
+
+
+def _read(name):
+    path = DIR + "/" + name
+    try:
+        with open(path, "rb") as f:
+            b = f.read()
+    except OSError:
+        raise CredsError(path + " missing: " + FIX)
+    if not b:
+        raise CredsError(path + " is empty: " + FIX)
+    if not _der_ok(b):
+        raise CredsError(path + " is not DER (PEM or damaged?): " + FIX)
+    return b
+
+
+def context(send_chain=False):
+    cert, key, ca = _read("client.der"), _read("client.key.der"), _read("ca.der")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_verify_locations(cadata=ca)
+    except (ValueError, OSError) as e:
+        raise CredsError(DIR + "/ca.der cannot be parsed (" + str(e) + "): " + FIX)
+    if send_chain:  # AWS JITP wants the issuing CA right after the device certificate
+        cert = cert + ca
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ValueError, OSError) as e:
+        raise CredsError(DIR + "/client.der or client.key.der cannot be used (" + str(e) + "): " + FIX)
+    del cert, key, ca
+    return ctx

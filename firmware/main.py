@@ -1,0 +1,5 @@
+# Runs after boot.py on every reset: load config, build the board, publish forever.
+import app
+import board
+
+app.run(board)

@@ -1,0 +1,121 @@
+"""The virtual board's supervisor process (CPython): owns the pty and the interpreter.
+
+argv: DIR MICROPYTHON HEAPSIZE BLOCKS. Relays bytes between the pty master and the interpreter's
+stdin/stdout, turns Ctrl-C (0x03) into SIGINT (as a board's UART IRQ raises KeyboardInterrupt),
+appends all output to DIR/console.log, and restarts the interpreter when it exits with a reset code.
+"""
+import errno
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import tty
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESTART = {10: "raw", 11: "boot", 12: "boot"}  # soft reset from raw REPL, soft from friendly, hard
+
+
+def main(argv):
+    d, mp, heapsize, blocks = Path(argv[0]), argv[1], argv[2], argv[3]
+    master, slave = os.openpty()
+    tty.setraw(slave)  # no echo, no line discipline: bytes as a UART passes them
+    os.set_blocking(master, False)
+    pty_path = os.ttyname(slave)
+    link = d / "tty"
+    link.unlink(missing_ok=True)
+    link.symlink_to(pty_path)
+    console = open(d / "console.log", "ab", buffering=0)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+
+    def spawn(mode):
+        p = subprocess.Popen([mp, "-X", "heapsize=" + heapsize, str(HERE / "runtime.py"), str(d / "flash.img"),
+                              blocks, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, cwd=str(d), bufsize=0)
+        os.set_blocking(p.stdout.fileno(), False)
+        return p
+
+    def write_state(ready):
+        tmp = d / "state.json.tmp"
+        tmp.write_text(json.dumps({"pid": os.getpid(), "pty": pty_path, "link": str(link), "ready": ready,
+                                   "heapsize": heapsize, "blocks": int(blocks)}))
+        tmp.replace(d / "state.json")
+
+    child = spawn("boot")
+    heard = False          # the interpreter printed something: its SIGINT handler is in place
+    pending_int = 0
+    restarts = 0
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ, "pty")
+    sel.register(child.stdout, selectors.EVENT_READ, "mp")
+    write_state(True)
+
+    def to_pty(data):
+        try:
+            os.write(master, data)
+        except OSError as e:  # nobody reading and the tty queue is full: the log keeps everything
+            if e.errno not in (errno.EAGAIN, errno.EIO):
+                raise
+
+    while not stopping:
+        for key, _ in sel.select(timeout=0.2):
+            if key.data == "pty":
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    continue
+                parts = data.split(b"\x03")
+                for i, part in enumerate(parts):
+                    if part and child.poll() is None:
+                        try:
+                            child.stdin.write(part)
+                        except BrokenPipeError:
+                            pass
+                    if i < len(parts) - 1:  # a Ctrl-C
+                        if heard and child.poll() is None:
+                            child.send_signal(signal.SIGINT)
+                        else:
+                            pending_int += 1
+            else:
+                try:
+                    data = child.stdout.read(65536)
+                except BlockingIOError:
+                    continue
+                if data:
+                    console.write(data)
+                    to_pty(data)
+                    if not heard:
+                        heard = True
+                        if pending_int:
+                            pending_int = 0
+                            time.sleep(0.02)
+                            child.send_signal(signal.SIGINT)
+                    continue
+                # the interpreter ended: reset (restart) or crash (restart after a pause, like a watchdog)
+                sel.unregister(child.stdout)
+                rc = child.wait()
+                mode = RESTART.get(rc)
+                if mode is None:
+                    msg = f"\r\nvboard: interpreter exited with code {rc}; rebooting in 1 s\r\n".encode()
+                    console.write(msg)
+                    to_pty(msg)
+                    time.sleep(1)
+                    mode = "boot"
+                restarts += 1
+                child = spawn(mode)
+                heard = False
+                sel.register(child.stdout, selectors.EVENT_READ, "mp")
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+    link.unlink(missing_ok=True)
+    (d / "state.json").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
