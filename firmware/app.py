@@ -62,7 +62,7 @@ class Publisher:
         except Exception as e:  # a failing sensor never stops publishing
             r["status"] = "sensor_error"
             r["error"] = ("%s %s" % (type(e).__name__, e))[:80]
-        b = json.dumps(r, _SEP).encode()
+        b = json.dumps(r, separators=_SEP).encode()
         if len(b) >= SLOT:
             raise ValueError("reading too large for an outbox slot")
         if not self.box.put(b):
@@ -109,6 +109,20 @@ class Publisher:
             self.sess.idle(max(0, min(wait, left)))
         self.sess.close()
         log.info("done cycles=%d sent=%d" % (cycles, self.sent))
+
+
+def main(board_module):
+    # never fall to the REPL: an unexpected error is logged and the publisher restarts with back-off
+    delay = 5
+    while True:
+        try:
+            run(board_module)
+            return  # only with max_cycles
+        except Exception as e:
+            log.error("fatal: %s %s; restarting the publisher in %d s" % (type(e).__name__, e, delay))
+        gc.collect()
+        time.sleep(delay)
+        delay = min(delay * 2, 60)
 
 
 def run(board_module):

@@ -43,6 +43,11 @@ def load(path=PATH):
         raise ConfigError(path + " missing: run 'sensorpub flash' on the host to write it")
     except ValueError:
         raise ConfigError(path + " is not valid JSON: fix it or re-run 'sensorpub flash'")
+    return validate(user, path)
+
+
+def validate(user, path=PATH):
+    # also run on the host by 'sensorpub flash', so a bad config never reaches a board
     if not isinstance(user, dict):
         raise ConfigError(path + " must hold a JSON object")
     cfg = {}

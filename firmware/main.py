@@ -2,4 +2,4 @@
 import app
 import board
 
-app.run(board)
+app.main(board)

@@ -17,6 +17,13 @@ EPILOGS = {
            "  sensorpub pki revoke dev1",
     "broker": "examples:\n  sensorpub broker start --port 8883\n  sensorpub broker status\n"
               "  sensorpub broker logs -n 20\n  sensorpub broker stop",
+    "vboard": "examples:\n  sensorpub vboard start                 # prints the pty to give to mpremote\n"
+              "  sensorpub vboard start --heapsize 64k --erase\n  sensorpub vboard status\n"
+              "  mpremote connect $(sensorpub vboard port) fs ls\n  sensorpub vboard stop",
+    "flash": "examples:\n  sensorpub flash --port vboard --device dev1 --board unix --interval 2\n"
+             "  sensorpub flash --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
+             "      --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD",
+    "console": "examples:\n  sensorpub console --port vboard -f\n  sensorpub console --port /dev/ttyUSB0 -f",
     "verify": "examples:\n  sensorpub verify --device dev1 --count 3 --timeout 60\n"
               "  sensorpub verify --timeout 120 --json",
 }
@@ -187,10 +194,95 @@ def do_verify(args):
     return 0
 
 
+# --- vboard, flash, console ----------------------------------------------------------------------
+
+def argparse_vboard(sub):
+    p = sub.add_parser("vboard", help="a virtual board: Unix-port MicroPython on a pty that mpremote talks to",
+                       epilog=EPILOGS["vboard"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    for name, helptext in (("start", "start it; prints the pty path"), ("stop", "stop it (the flash image stays)"),
+                           ("status", "is it running, on which pty"), ("port", "print the pty path only")):
+        a = s.add_parser(name, help=helptext, description=helptext)
+        a.add_argument("--name", default="vb0", help="which virtual board (default: vb0)")
+        if name == "start":
+            a.add_argument("--heapsize", default="100k", help="MicroPython heap, like an ESP32's (default: 100k)")
+            a.add_argument("--flash-kb", type=int, default=2048, help="LittleFS flash size in KB (default: 2048)")
+            a.add_argument("--erase", action="store_true", help="start with an erased flash")
+
+
+def do_vboard(args):
+    from .vboard import VBoard
+    vb = VBoard(args.name)
+    if args.action == "start":
+        st = vb.start(args.heapsize, args.flash_kb, args.erase)
+        print(st["pty"])
+        _say(f"virtual board {args.name!r} running (heap {args.heapsize}, flash {args.flash_kb} KB); "
+             f"console: sensorpub console --port vboard:{args.name} -f")
+    elif args.action == "stop":
+        print("stopped" if vb.stop() else f"virtual board {args.name!r} was not running")
+    elif args.action == "port":
+        print(vb.port)
+    else:
+        st = vb.state()
+        print(f"running on {st['pty']} (pid {st['pid']}, heap {st['heapsize']}, console {vb.console_log})"
+              if st else "not running")
+        return 0 if st else 3
+    return 0
+
+
+def argparse_flash(sub):
+    p = sub.add_parser("flash", help="copy firmware, board file, credentials and config to a board",
+                       epilog=EPILOGS["flash"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _fleet(p)
+    p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME' for a virtual board")
+    p.add_argument("--device", required=True, help="device identity to install (from 'sensorpub pki device')")
+    p.add_argument("--board", required=True, help="board file from boards/ (unix, esp32_generic, esp32_s3, esp32_c3)")
+    p.add_argument("--broker-host", default="localhost", help="broker host as the board sees it (default: localhost)")
+    p.add_argument("--broker-port", type=int, default=8883, help="broker port (default: 8883)")
+    p.add_argument("--interval", type=int, default=30, help="seconds between readings (default: 30)")
+    p.add_argument("--wifi-ssid", default="", help="Wi-Fi network (ESP32 boards)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config.json key, e.g. --set sensor=ds18b20 --set sensor_pin=15")
+    p.add_argument("--mpy", action="store_true", help="precompile the firmware with mpy-cross")
+    p.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+
+
+def do_flash(args):
+    from .flash import build_config, flash, parse_sets
+    extra = parse_sets(args.set)
+    if args.wifi_ssid:
+        extra["wifi_ssid"] = args.wifi_ssid
+    if os.environ.get("SENSORPUB_WIFI_PASSWORD"):  # from the environment, so it stays out of shell history
+        extra["wifi_password"] = os.environ["SENSORPUB_WIFI_PASSWORD"]
+    cfg = build_config(args.device, args.broker_host, args.broker_port, args.interval, extra)
+    files = flash(args.port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
+                  progress=_say)
+    print(f"flashed {args.device} ({args.board}) on {args.port}: {len(files)} files")
+    return 0
+
+
+def argparse_console(sub):
+    p = sub.add_parser("console", help="print a board's console (serial port or virtual board)",
+                       epilog=EPILOGS["console"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME'")
+    p.add_argument("-n", "--lines", type=int, default=20, help="virtual board: how many past lines (default: 20)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing (Ctrl-C to stop)")
+    p.add_argument("--seconds", type=float, default=None, help="follow for this long, then exit")
+
+
+def do_console(args):
+    from .console import follow
+    follow(args.port, args.lines, args.seconds if args.seconds else (None if args.follow else 0.01))
+    return 0
+
+
 COMMANDS = {
     "pki": (argparse_pki, do_pki),
     "broker": (argparse_broker, do_broker),
     "verify": (argparse_verify, do_verify),
+    "vboard": (argparse_vboard, do_vboard),
+    "flash": (argparse_flash, do_flash),
+    "console": (argparse_console, do_console),
 }
 
 
@@ -218,6 +310,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("sensorpub: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line; SENSORPUB_DEBUG=1 shows the traceback
+        if os.environ.get("SENSORPUB_DEBUG"):
+            raise
+        print(f"sensorpub: internal error: {type(e).__name__}: {e} (SENSORPUB_DEBUG=1 for details; please report)",
+              file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def mount(image, blocks):
     vfs.mount(fs, "/")
     os.chdir("/")
     sys.path.clear()
-    sys.path.extend(["", "/lib"])
+    sys.path.extend(["", ".frozen", "/lib"])  # as on an ESP32
     sys.modules["machine"] = vbmachine
 
 

