@@ -33,3 +33,19 @@ test: setup
 
 clean:
 	rm -rf run build .pytest_cache .mypy_cache
+
+# The quick start: PKI, broker, virtual board, flash, verify 3 readings, then stop what it started.
+DEMO_PORT ?= 8883
+demo: setup
+	@echo "== PKI for fleet $(FLEET), device $(DEVICE)"
+	@[ -f certs/$(FLEET)/ca/ca.pem ] || $(SP) pki init --fleet $(FLEET)
+	@[ -f certs/$(FLEET)/server/server.pem ] || $(SP) pki server --fleet $(FLEET)
+	@[ -f certs/$(FLEET)/verifier/verifier.pem ] || $(SP) pki verifier --fleet $(FLEET)
+	@[ -f certs/$(FLEET)/devices/$(DEVICE)/client.der ] || $(SP) pki device $(DEVICE) --fleet $(FLEET)
+	@echo "== broker, virtual board, flash, verify"
+	@$(SP) broker start --fleet $(FLEET) --port $(DEMO_PORT); \
+	 trap '$(SP) vboard stop >/dev/null; $(SP) broker stop --fleet $(FLEET) >/dev/null; echo "== stopped the broker and the virtual board"' EXIT; \
+	 $(SP) vboard start --erase && \
+	 $(SP) flash --fleet $(FLEET) --port vboard --device $(DEVICE) --board unix --interval 3 --broker-port $(DEMO_PORT) && \
+	 $(SP) verify --fleet $(FLEET) --port $(DEMO_PORT) --device $(DEVICE) --count 3 --timeout 60 && \
+	 echo "== the board's console:" && $(SP) console --port vboard -n 8

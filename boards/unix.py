@@ -23,7 +23,7 @@ class Board:
         if self.faulty and self.n % 4 == 0:
             raise OSError("sim sensor: no response")
         self.x = (self.x * 1103515245 + 12345) & 0x7FFFFFFF
-        return {"temp_c": 18 + (self.x % 1000) / 100, "humidity_pct": 40 + (self.x // 1000 % 2000) / 100}
+        return {"temp_c": round(18 + (self.x % 1000) / 100, 2), "humidity_pct": round(40 + (self.x // 1000 % 2000) / 100, 2)}
 
     def led(self, on):
         pass

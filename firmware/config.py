@@ -50,7 +50,7 @@ def validate(user, path=PATH):
     # also run on the host by 'sensorpub flash', so a bad config never reaches a board
     if not isinstance(user, dict):
         raise ConfigError(path + " must hold a JSON object")
-    cfg = {}
+    cfg = {}  # type: dict
     for k in DEFAULTS:
         cfg[k] = DEFAULTS[k][0]
     for k in user:

@@ -42,7 +42,7 @@ def _read(name):
 def context(send_chain=False):
     cert, key, ca = _read("client.der"), _read("client.key.der"), _read("ca.der")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # real ssl has it; the stubs lack it
     try:
         ctx.load_verify_locations(cadata=ca)
     except (ValueError, OSError) as e:

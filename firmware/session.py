@@ -9,6 +9,9 @@ from umqtt.simple import MQTTClient, MQTTException
 
 import log
 
+if False:  # for the type checker only; costs nothing on the board
+    from typing import Any
+
 _ETIMEDOUT = const(110)
 # mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
 _HINTS = {
@@ -58,6 +61,8 @@ def why(e):
         if c == _ETIMEDOUT:
             return "timed out"
         return "OSError %s" % (e.args,)
+    if isinstance(e, ValueError) and "ertificate" in str(e):  # mbedTLS verify failure, as MicroPython raises it
+        return "%s (%s)" % (_HINTS[-0x2700], str(e).strip())
     if isinstance(e, MQTTException):
         return "CONNACK refused, code %s (1-5: protocol, id, unavailable, user, not authorised)" % (e.args,)
     return "%s %s" % (type(e).__name__, e.args)
@@ -69,11 +74,11 @@ class Session:
         self.ctx = ctx
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
-        self.c = None
+        self.c = None  # type: Any
         self.attempt = 0
         self.retry_at = time.ticks_ms()
         self.last_connect = time.ticks_add(time.ticks_ms(), -10000)
-        self.last_tx = 0
+        self.last_tx = 0  # type: Any
         self.ping_at = None
         self.connects = 0
         self.ka_ms = cfg["keepalive_s"] * 1000

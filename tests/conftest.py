@@ -63,3 +63,28 @@ def run_cli(*args, env=None, timeout=120):
     e = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "host_tools", *args], capture_output=True, text=True,
                           env=e, timeout=timeout)
+
+
+@pytest.fixture
+def vboard(home):
+    from host_tools.vboard import VBoard
+    vb = VBoard("t0")
+    vb.start(erase=True)
+    yield vb
+    vb.stop()
+
+
+@pytest.fixture
+def flashed(fleet, broker, vboard):
+    """dev1 flashed onto the virtual board, publishing every second to the test broker."""
+    from board_helpers import Console
+    from host_tools.flash import build_config, flash
+    con = Console(vboard, broker)
+
+    def do(device="dev1", **extra):
+        extra.setdefault("backoff_cap_s", 4)
+        cfg = build_config(device, "localhost", broker.port, extra.pop("interval_s", 1), extra)
+        flash("vboard:t0", "demo", device, "unix", cfg)
+        return con
+
+    return do

@@ -1,0 +1,82 @@
+# Shared by the ESP32 board files: Wi-Fi with a timeout, NTP, status LED, and the sensors.
+# The firmware receives a Board; only board files import machine, network and sensor drivers.
+import time
+
+import network
+from machine import Pin
+
+if False:  # type checker only
+    from typing import Any
+
+
+class Esp32Board:
+    LED = 2          # default status LED pin; subclasses override
+    SENSORS = ("dht22", "ds18b20", "internal")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        kind = cfg["sensor"]
+        if kind == "default":
+            kind = self.SENSORS[0]
+        if kind not in self.SENSORS:
+            raise ValueError("config key 'sensor' is '%s': this board has %s" % (kind, ", ".join(self.SENSORS)))
+        self.kind = kind
+        self.dev = None  # type: Any
+        pin = cfg["sensor_pin"]
+        if kind == "dht22":
+            import dht
+            self.dev = dht.DHT22(Pin(pin))
+        elif kind == "ds18b20":
+            import ds18x20
+            import onewire
+            self.dev = ds18x20.DS18X20(onewire.OneWire(Pin(pin)))
+        led = cfg["led_pin"] if cfg["led_pin"] >= 0 else self.LED
+        self.led_pin = Pin(led, Pin.OUT) if led >= 0 else None
+        self.wlan = network.WLAN(network.STA_IF)
+
+    def network_up(self):
+        if self.wlan.isconnected():
+            return
+        ssid = self.cfg["wifi_ssid"]
+        if not ssid:
+            raise OSError("config key 'wifi_ssid' is empty: flash with --wifi-ssid NAME")
+        self.wlan.active(True)
+        self.wlan.connect(ssid, self.cfg["wifi_password"])  # the password is never logged
+        t0 = time.ticks_ms()
+        while not self.wlan.isconnected():
+            if time.ticks_diff(time.ticks_ms(), t0) > self.cfg["wifi_timeout_s"] * 1000:
+                st = self.wlan.status()
+                self.wlan.disconnect()
+                raise OSError("Wi-Fi '%s' not joined within %d s (status %s)" % (ssid, self.cfg["wifi_timeout_s"], st))
+            time.sleep_ms(200)
+        print("Wi-Fi joined", ssid, self.wlan.ifconfig()[0])
+
+    def sync_time(self):
+        try:
+            import ntptime
+            ntptime.host = self.cfg["ntp_host"]
+            ntptime.settime()
+            return True
+        except Exception:
+            return False  # ts stays null (uptime_s is sent) until a later sync works
+
+    def mcu_temp(self):
+        import esp32
+        return (esp32.raw_temperature() - 32) / 1.8  # ESP32: Fahrenheit, uncalibrated
+
+    def read_sensor(self):
+        if self.kind == "dht22":
+            self.dev.measure()
+            return {"temp_c": self.dev.temperature(), "humidity_pct": self.dev.humidity()}
+        if self.kind == "ds18b20":
+            roms = self.dev.scan()
+            if not roms:
+                raise OSError("no DS18B20 on pin %d" % self.cfg["sensor_pin"])
+            self.dev.convert_temp()
+            time.sleep_ms(750)
+            return {"temp_c": self.dev.read_temp(roms[0])}
+        return {"temp_c": round(self.mcu_temp(), 1)}
+
+    def led(self, on):
+        if self.led_pin:
+            self.led_pin.value(1 if on else 0)

@@ -1,0 +1,14 @@
+# ESP32-S3 DevKitC: internal temperature by default (esp32.mcu_temperature(), Celsius), DHT22 or
+# DS18B20 as options. The onboard RGB LED needs neopixel; a plain LED pin can be set with led_pin.
+from _esp32 import Esp32Board
+
+NAME = "esp32_s3"
+
+
+class Board(Esp32Board):
+    LED = -1
+    SENSORS = ("internal", "dht22", "ds18b20")
+
+    def mcu_temp(self):
+        import esp32
+        return esp32.mcu_temperature()  # type: ignore[attr-defined]  # S2/S3/C3/C6 builds only; stubs are ESP32_GENERIC

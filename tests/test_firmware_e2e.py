@@ -1,0 +1,185 @@
+"""The device end to end: real mpremote, the virtual board, real Mosquitto with mTLS, verify."""
+import json
+import time
+
+import pytest
+
+from board_helpers import Console, mpremote
+from helpers import Collector, client_for
+from host_tools import pki
+from host_tools.broker import Broker
+from host_tools.verify import Tracker, validate
+
+
+def collect(fleet, port, n, timeout=30, persistent_id=None):
+    sub = client_for(fleet, "verifier", port, client_id=persistent_id)
+    return sub, Collector(sub, "devices/+/telemetry")
+
+
+def test_readings_arrive_with_consecutive_seq_and_valid_schema(flashed, fleet, broker):
+    con = flashed()
+    sub, col = collect(fleet, broker.port, 4)
+    msgs = col.wait_for(4, timeout=30)
+    assert len(msgs) >= 4, con.evidence()
+    seqs = []
+    for topic, payload in msgs:
+        reading, why = validate(topic, payload)
+        assert why is None, (why, payload)
+        assert reading["device_id"] == "dev1" == topic.split("/")[1]  # = the certificate CN (ACL enforces it)
+        assert reading["status"] == "ok" and isinstance(reading["ts"], float)
+        assert abs(reading["ts"] - time.time()) < 30
+        seqs.append(reading["seq"])
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    con.expect(r"connected to localhost:\d+ with TLSv1\.[23] ")
+    assert "Traceback" not in con.text()
+
+
+def test_broker_restart_backoff_grows_and_no_reading_is_lost(flashed, fleet, broker):
+    # a persistent verifier session: the broker keeps queuing for it while it is away
+    sub = client_for(fleet, "verifier", broker.port, client_id="verifier-persist")
+    sub.disconnect()
+    sub.loop_stop()
+    import paho.mqtt.client as mqtt
+    con = flashed()
+    sub = _persistent(fleet, broker.port)
+    col = Collector(sub, "devices/dev1/telemetry")
+    col.wait_for(2, timeout=20)
+    sub.disconnect()
+    sub.loop_stop()
+    con.mark()
+    broker.stop()
+    found = con.expect(r"reconnect in ([\d.]+) s \(attempt (\d+), window (\d+) s\)", timeout=40, count=4)
+    windows = [int(m.group(3)) for m in found]
+    assert windows[:3] == [1, 2, 4], windows  # base 1 s doubling, capped at 4 s by the test config
+    assert all(float(m.group(1)) <= int(m.group(3)) + 1 for m in found)
+    broker.start()
+    con.mark()
+    con.expect(r"connected to localhost", timeout=30)
+    con.expect(r"published seq \d+ queued 0", timeout=30)
+    sub = _persistent(fleet, broker.port, clean=False)
+    col = Collector(sub, "devices/dev1/telemetry")
+    time.sleep(4)
+    t = Tracker()
+    for topic, payload in col.messages:
+        t.feed(topic, payload)
+    s = t.devices["dev1"].summary()
+    assert s["gaps"] == 0 and s["duplicates"] == 0, (s, con.evidence())
+    assert s["valid"] >= 4  # the readings taken during the outage came through the outbox
+
+
+def _persistent(fleet, port, clean=False):
+    import ssl
+    import threading
+    import paho.mqtt.client as mqtt
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="verifier-persist", clean_session=clean,
+                    protocol=mqtt.MQTTv311)
+    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
+    ctx.load_cert_chain(str(fleet.verifier_dir / "verifier.pem"), str(fleet.verifier_dir / "verifier.key.pem"))
+    c.tls_set_context(ctx)
+    ev = threading.Event()
+    c.on_connect = lambda *a: ev.set()
+    c.connect("localhost", port)
+    c.loop_start()
+    assert ev.wait(10)
+    return c
+
+
+def _replace(vboard, board_path, data, tmp_path):
+    src = tmp_path / "upload.bin"
+    src.write_bytes(data)
+    r = mpremote(vboard.port, "fs", "cp", str(src), ":" + board_path, "+", "reset")
+    assert r.returncode == 0, r.stderr
+
+
+def test_certificate_from_another_ca_is_refused_and_firmware_backs_off(flashed, tmp_path, vboard, fleet):
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    pki.init_ca("rogue")
+    pki.issue_device("rogue", "dev1")
+    rogue = pki.Fleet("rogue").device_dir("dev1")
+    src1, src2 = tmp_path / "c.der", tmp_path / "k.der"
+    src1.write_bytes((rogue / "client.der").read_bytes())
+    src2.write_bytes((rogue / "client.key.der").read_bytes())
+    r = mpremote(vboard.port, "fs", "cp", str(src1), ":/certs/client.der", "+", "fs", "cp", str(src2),
+                 ":/certs/client.key.der", "+", "reset")
+    assert r.returncode == 0, r.stderr
+    con.mark()
+    found = con.expect(r"WARN link lost while (connecting|announcing online|publishing)[^\n]*attempt (\d+)",
+                       timeout=30, count=3)
+    assert "published seq" not in con.since_boot()
+    assert "Traceback" not in con.since_boot()
+
+
+def test_wrong_broker_ca_is_refused_by_the_device(flashed, tmp_path, vboard):
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    pki.init_ca("other")
+    con.mark()
+    _replace(vboard, "/certs/ca.der", (pki.Fleet("other").ca_dir / "ca.der").read_bytes(), tmp_path)
+    con.expect(r"broker certificate not trusted: /certs/ca\.der[^\n]*attempt 2", timeout=30)
+    assert "published seq" not in con.since_boot() and "Traceback" not in con.since_boot()
+
+
+def test_missing_client_cert_is_one_clear_line_and_retries(flashed, vboard):
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    con.mark()
+    r = mpremote(vboard.port, "fs", "rm", ":/certs/client.der", "+", "reset")
+    assert r.returncode == 0, r.stderr
+    found = con.expect(r"ERROR credentials: /certs/client\.der missing: run 'sensorpub flash[^\n]*retrying in (\d+) s",
+                       timeout=20, count=2)
+    assert [int(m.group(1)) for m in found][:2] == [1, 2]
+    assert "Traceback" not in con.since_boot()
+
+
+@pytest.mark.parametrize("content,line", [
+    (b'{"device_id": "dev1", "broker_host": "localhost", "colour": 3}', r"unknown key 'colour' in /config\.json"),
+    (b'{"device_id": "dev1", "broker_host": "localhost", "interval_s": "5"}', r"key 'interval_s' in /config\.json must be int"),
+    (b'{"broker_host": "localhost"}', r"required key 'device_id' missing"),
+    (b'{"device_id": ', r"/config\.json is not valid JSON"),
+])
+def test_bad_config_is_one_clear_line_and_retries(flashed, vboard, tmp_path, content, line):
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    con.mark()
+    _replace(vboard, "/config.json", content, tmp_path)
+    con.expect(r"ERROR config: " + line + r"[^\n]*retrying in \d+ s", timeout=20, count=2)
+    assert "Traceback" not in con.since_boot()
+
+
+def test_corrupt_der_key_names_the_file(flashed, vboard, tmp_path):
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    con.mark()
+    _replace(vboard, "/certs/client.key.der", b"-----BEGIN PRIVATE KEY-----\nxyz\n", tmp_path)
+    con.expect(r"/certs/client\.key\.der is not DER[^\n]*retrying", timeout=20)
+
+
+def test_failing_sensor_never_stops_publishing(flashed, fleet, broker):
+    con = flashed(sensor="sim_faulty")
+    sub, col = collect(fleet, broker.port, 6)
+    msgs = col.wait_for(6, timeout=30)
+    statuses = [json.loads(p)["status"] for _, p in msgs]
+    assert "sensor_error" in statuses and statuses.count("ok") >= 3, statuses
+    bad = [json.loads(p) for _, p in msgs if b"sensor_error" in p][0]
+    assert "no response" in bad["error"] and validate("devices/dev1/telemetry", json.dumps(bad).encode())[1] is None
+
+
+def test_seq_survives_a_reset(flashed, vboard, fleet, broker):
+    con = flashed()
+    found = con.expect(r"published seq (\d+)", timeout=20, count=2)
+    before = int(found[-1].group(1))
+    con.mark()
+    assert mpremote(vboard.port, "reset").returncode == 0
+    found = con.expect(r"published seq (\d+)", timeout=20)
+    assert int(found[0].group(1)) > before
+
+
+def test_flash_never_copies_ca_key_or_pem_keys(flashed, vboard, fleet):
+    flashed()
+    r = mpremote(vboard.port, "fs", "ls", ":/certs", "+", "fs", "ls", ":/")
+    assert r.returncode == 0, r.stderr
+    assert "client.der" in r.stdout and "ca.der" in r.stdout
+    assert ".pem" not in r.stdout and "ca.key" not in r.stdout
+    r = mpremote(vboard.port, "exec", "import os\nfor d in ('/', '/certs', '/lib', '/lib/umqtt'):\n print(d, os.listdir(d))")
+    assert "key.pem" not in r.stdout and "ca.key" not in r.stdout
