@@ -13,6 +13,7 @@ if False:  # for the type checker only; costs nothing on the board
     from typing import Any
 
 _ETIMEDOUT = const(110)
+_WBUF = const(512)
 # mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
 _HINTS = {
     -0x2700: "broker certificate not trusted: /certs/ca.der is not the broker's CA, or the broker host is not in its certificate",
@@ -22,8 +23,10 @@ _HINTS = {
 
 
 class _TimedSock:
-    # Gives the SSL socket a read timeout via poll (SSLSocket has no settimeout, and umqtt's wait_msg
-    # resets blocking mode). Blocking reads raise ETIMEDOUT instead of hanging on a silent broker.
+    # Wraps the SSL socket umqtt uses. Reads get a timeout via poll (SSLSocket has no settimeout, and
+    # umqtt's wait_msg resets blocking mode): a silent broker raises ETIMEDOUT instead of hanging.
+    # Writes are coalesced until the next read or flush(): umqtt sends a PUBLISH in several small writes,
+    # and Nagle + delayed ACK would hold each one ~40 ms.
     def __init__(self, sock, timeout_ms):
         self.s = sock
         self.t = timeout_ms
@@ -31,11 +34,20 @@ class _TimedSock:
         self.p = select.poll()
         self.p.register(sock, select.POLLIN)
         self.rx = time.ticks_ms()
+        self.buf = bytearray(_WBUF)
+        self.mv = memoryview(self.buf)
+        self.n = 0
 
     def setblocking(self, flag):
         self.blocking = flag
 
+    def flush(self):
+        if self.n:
+            n, self.n = self.n, 0
+            self.s.write(self.mv[:n])
+
     def read(self, n):
+        self.flush()
         if not self.p.poll(self.t if self.blocking else 0):
             if self.blocking:
                 raise OSError(_ETIMEDOUT)
@@ -46,7 +58,15 @@ class _TimedSock:
         return b
 
     def write(self, b, n=None):
-        return self.s.write(b) if n is None else self.s.write(b, n)
+        if n is None:
+            n = len(b)
+        if self.n + n > _WBUF:
+            self.flush()
+        if n > _WBUF:
+            return self.s.write(b if n == len(b) else memoryview(b)[:n])
+        self.buf[self.n:self.n + n] = b if n == len(b) else memoryview(b)[:n]
+        self.n += n
+        return n
 
     def close(self):
         self.s.close()
@@ -173,6 +193,7 @@ class Session:
                             raise OSError(_ETIMEDOUT)
                     if self.ping_at is None and time.ticks_diff(now, self.last_tx) >= self.ka_ms // 2:
                         self.c.ping()
+                        self.c.sock.flush()
                         self.last_tx = self.ping_at = now
                 except Exception as e:
                     self._lost(e, "idle (keepalive)")

@@ -108,8 +108,11 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
     for name in CRED_FILES:
         files["/certs/" + name] = (ddir / name).read_bytes()
     files["/config.json"] = json.dumps(config, indent=1).encode()
-    if board == "unix":  # a real ESP32 has umqtt.simple frozen in; the virtual board gets it in /lib
-        files["/lib/umqtt/simple.py"] = umqtt_source().read_bytes()
+    if board == "unix":  # a real ESP32 has umqtt.simple frozen in; the virtual board gets it precompiled
+        u = tmp / "umqtt"
+        u.mkdir()
+        (u / "simple.py").write_bytes(umqtt_source().read_bytes())
+        files["/lib/umqtt/simple.mpy"] = mpy_compile(u / "simple.py", u).read_bytes()
     return files
 
 

@@ -1,0 +1,118 @@
+"""The virtual board through unmodified mpremote, and flash's errors."""
+import pytest
+
+from board_helpers import Console, mpremote
+from conftest import run_cli
+from host_tools.errors import CommandError
+from host_tools.flash import build_config, flash
+from host_tools.vboard import VBoard
+
+
+def test_mpremote_exec_and_fs_commands(vboard, tmp_path):
+    src = tmp_path / "pkg"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub" / "b.txt").write_text("beta")
+    p = vboard.port
+    r = mpremote(p, "exec", "print(6 * 7)")
+    assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+    r = mpremote(p, "fs", "mkdir", ":d", "+", "fs", "cp", "-r", str(src), ":d/", "+", "fs", "ls", ":d/pkg/sub",
+                 "+", "fs", "cat", ":d/pkg/a.txt")
+    assert r.returncode == 0, r.stderr
+    assert "b.txt" in r.stdout and "alpha" in r.stdout
+    r = mpremote(p, "fs", "rm", ":d/pkg/a.txt", "+", "fs", "ls", ":d/pkg")
+    listing = r.stdout.split("ls :d/pkg", 1)[1]  # mpremote echoes each command first
+    assert r.returncode == 0 and "a.txt" not in listing and "sub/" in listing
+    r = mpremote(p, "exec", "raise ValueError('boom')")
+    assert r.returncode != 0 and "ValueError: boom" in r.stdout + r.stderr
+
+
+def test_reset_runs_boot_and_main_and_ctrl_c_interrupts(vboard, tmp_path):
+    (tmp_path / "boot.py").write_text("print('BOOT ran')\n")
+    (tmp_path / "main.py").write_text("import time\nprint('MAIN ran')\nwhile True:\n    time.sleep(0.1)\n")
+    con = Console(vboard)
+    r = mpremote(vboard.port, "fs", "cp", str(tmp_path / "boot.py"), ":boot.py", "+", "fs", "cp",
+                 str(tmp_path / "main.py"), ":main.py", "+", "reset")
+    assert r.returncode == 0, r.stderr
+    con.expect(r"BOOT ran\nMAIN ran")
+    con.mark()
+    r = mpremote(vboard.port, "exec", "print('back at the REPL')", timeout=20)  # Ctrl-C stops main.py
+    assert r.returncode == 0 and "back at the REPL" in r.stdout, r.stderr
+    con.expect("KeyboardInterrupt")
+    con.mark()
+    assert mpremote(vboard.port, "soft-reset").returncode == 0
+    con.expect("soft reboot")
+
+
+def test_flash_persists_across_virtual_board_restarts(home):
+    vb = VBoard("p0")
+    vb.start(erase=True)
+    try:
+        assert mpremote(vb.port, "exec", "with open('keep.txt','w') as f: f.write('kept')").returncode == 0
+        vb.stop()
+        vb.start()
+        r = mpremote(vb.port, "fs", "cat", ":keep.txt")
+        assert r.stdout.strip() == "kept", r.stderr
+        r = mpremote(vb.port, "exec", "import os; print(os.statvfs('/')[0] * os.statvfs('/')[2])")
+        assert int(r.stdout) == 2048 * 1024  # an ESP32-sized 2 MB LittleFS partition
+    finally:
+        vb.stop()
+
+
+def test_flash_missing_identity(fleet, vboard):
+    cfg = build_config("ghost", "localhost", 8883, 30)
+    with pytest.raises(CommandError, match="run 'sensorpub pki device ghost"):
+        flash("vboard:t0", "demo", "ghost", "unix", cfg)
+
+
+def test_flash_unreachable_port(fleet):
+    cfg = build_config("dev1", "localhost", 8883, 30)
+    with pytest.raises(CommandError, match="does not exist"):
+        flash("/dev/ttyNOPE0", "demo", "dev1", "unix", cfg)
+    with pytest.raises(CommandError, match="not running"):
+        flash("vboard:nope", "demo", "dev1", "unix", cfg)
+
+
+def test_flash_full_flash(fleet):
+    vb = VBoard("small")
+    vb.start(flash_kb=64, erase=True)
+    try:
+        assert mpremote(vb.port, "exec", "f=open('junk','wb')\nfor i in range(11): f.write(bytes(4096))\nf.close()"
+                        ).returncode == 0
+        cfg = build_config("dev1", "localhost", 8883, 30)
+        with pytest.raises(CommandError, match="flash is full"):
+            flash("vboard:small", "demo", "dev1", "unix", cfg)
+    finally:
+        vb.stop()
+
+
+def test_flash_rejects_bad_config_on_the_host(fleet):
+    with pytest.raises(CommandError, match="unknown key 'colour'"):
+        build_config("dev1", "localhost", 8883, 30, {"colour": 1})
+    with pytest.raises(CommandError, match="'interval_s' .* must be positive"):
+        build_config("dev1", "localhost", 8883, -1)
+
+
+def test_cli_bad_inputs_for_device_commands(fleet):
+    for args, text in ((["flash", "--port", "vboard", "--device", "dev1", "--board", "nosuch"], "unknown board"),
+                       (["flash", "--port", "vboard", "--device", "dev1", "--board", "unix", "--set", "x"], "key=value"),
+                       (["vboard", "start", "--heapsize", "lots"], "--heapsize"),
+                       (["console", "--port", "vboard:none"], "has no console")):
+        r = run_cli(*args)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+        assert len(errors) == 1 and text in errors[0], r.stderr
+
+
+@pytest.mark.hardware
+def test_real_board_flash_and_publish(request, fleet, broker):
+    """With --port /dev/ttyUSB0 and SENSORPUB_BROKER_HOST (this machine's LAN address in the server cert)."""
+    import os
+    port = request.config.getoption("--port")
+    cfg = build_config("dev1", os.environ.get("SENSORPUB_BROKER_HOST", "localhost"), broker.port, 5,
+                       {"wifi_ssid": os.environ.get("SENSORPUB_WIFI_SSID", ""),
+                        "wifi_password": os.environ.get("SENSORPUB_WIFI_PASSWORD", "")})
+    flash(port, "demo", "dev1", os.environ.get("SENSORPUB_BOARD", "esp32_generic"), cfg, mpy=True)
+    from helpers import Collector, client_for
+    col = Collector(client_for(fleet, "verifier", broker.port), "devices/dev1/telemetry")
+    assert len(col.wait_for(2, timeout=90)) >= 2
