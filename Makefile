@@ -31,6 +31,26 @@ mosquitto:
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+bench: setup
+	$(PY) tools/bench.py
+
+typecheck: setup
+	$(PY) tools/typecheck.py
+
+# Real hardware. 1) stock MicroPython onto the ESP32 (download the .bin for your board from
+# micropython.org/download first); 2) sensorpub firmware, credentials and config.
+flash-micropython: setup
+	@[ -n "$(PORT)" ] && [ -n "$(FIRMWARE)" ] || { echo "usage: make flash-micropython PORT=/dev/ttyUSB0 FIRMWARE=ESP32_GENERIC-xxx.bin [CHIP=esp32]"; exit 2; }
+	$(VENV)/bin/pip install -q esptool
+	$(VENV)/bin/esptool.py --chip $(or $(CHIP),esp32) --port $(PORT) erase_flash
+	$(VENV)/bin/esptool.py --chip $(or $(CHIP),esp32) --port $(PORT) --baud 460800 write_flash -z $(if $(filter esp32,$(or $(CHIP),esp32)),0x1000,0) $(FIRMWARE)
+
+flash: setup
+	@[ -n "$(PORT)" ] || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=dev1 BOARD=esp32_generic BROKER=192.168.1.10 SSID=home"; exit 2; }
+	@[ -f certs/$(FLEET)/devices/$(DEVICE)/client.der ] || $(SP) pki device $(DEVICE) --fleet $(FLEET)
+	$(SP) flash --fleet $(FLEET) --port $(PORT) --device $(DEVICE) --board $(BOARD) --mpy \
+		--broker-host $(or $(BROKER),localhost) $(if $(SSID),--wifi-ssid $(SSID))
+
 clean:
 	rm -rf run build .pytest_cache .mypy_cache
 
