@@ -5,6 +5,7 @@ running virtual board. Every low-level failure becomes one CommandError with the
 """
 import ast
 import os
+import re
 from typing import Callable, Dict, Iterable, Tuple
 
 from .errors import CommandError
@@ -45,7 +46,7 @@ class Device:
             return out.decode(errors="replace")
         except TransportExecError as e:
             last = e.error_output.strip().splitlines()[-1:] if e.error_output else ["?"]
-            if "ENOSPC" in e.error_output or "28" in last[0] and "OSError" in last[0]:
+            if _flash_full(e.error_output):
                 raise CommandError(f"the board's flash is full: remove files (mpremote fs rm) or erase it") from None
             raise CommandError(f"the board said: {last[0]}") from None
         except (TransportError, OSError) as e:
@@ -67,7 +68,7 @@ class Device:
         try:
             self.t.fs_writefile(path, data, chunk_size=512)
         except TransportExecError as e:
-            if "ENOSPC" in (e.error_output or "") or "28" in (e.error_output or ""):
+            if _flash_full(e.error_output):
                 raise CommandError(f"the board's flash is full while writing {path}: free space or erase it") from None
             raise CommandError(f"writing {path} failed: {e.error_output.strip().splitlines()[-1]}") from None
         except (TransportError, OSError) as e:
@@ -100,6 +101,11 @@ class Device:
             self.t.close()
         except Exception:
             pass
+
+
+def _flash_full(err_text) -> bool:
+    """ENOSPC as the board reports it: 'OSError: 28' (Unix port) or 'OSError: [Errno 28] ENOSPC'."""
+    return bool(re.search(r"OSError: (\[Errno )?28\b|ENOSPC", err_text or ""))
 
 
 def _parents(path: str):
