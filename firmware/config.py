@@ -24,7 +24,6 @@ DEFAULTS = {
     "backoff_cap_s": (60, int),
     "outbox_slots": (240, int),      # readings kept on flash while the broker is unreachable
     "ntp_host": ("pool.ntp.org", str),
-    "send_chain": (False, bool),     # present client cert + CA (AWS JITP)
     "seed": (1, int),                # simulated sensors only
     "max_cycles": (0, int),          # 0: forever; tests and benchmarks stop after N readings
 }

@@ -39,7 +39,7 @@ def _read(name):
     return b
 
 
-def context(send_chain=False):
+def context():
     cert, key, ca = _read("client.der"), _read("client.key.der"), _read("ca.der")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # real ssl has it; the stubs lack it
@@ -47,8 +47,6 @@ def context(send_chain=False):
         ctx.load_verify_locations(cadata=ca)
     except (ValueError, OSError) as e:
         raise CredsError(DIR + "/ca.der cannot be parsed (" + str(e) + "): " + FIX)
-    if send_chain:  # AWS JITP wants the issuing CA right after the device certificate
-        cert = cert + ca
     try:
         ctx.load_cert_chain(cert, key)
     except (ValueError, OSError) as e:

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import CommandError
 
@@ -20,12 +21,22 @@ EPILOGS = {
     "vboard": "examples:\n  sensorpub vboard start                 # prints the pty to give to mpremote\n"
               "  sensorpub vboard start --heapsize 64k --erase\n  sensorpub vboard status\n"
               "  mpremote connect $(sensorpub vboard port) fs ls\n  sensorpub vboard stop",
+    "aws": "examples:\n  sensorpub aws register-ca --region eu-west-1\n  sensorpub aws register-device dev1\n"
+           "  sensorpub aws register-verifier\n  sensorpub aws endpoint\n"
+           "  sensorpub aws jitp-template > jitp.json\n"
+           "  sensorpub aws register-ca --jitp jitp.json --jitp-role arn:aws:iam::123456789012:role/sensorpub-jitp\n"
+           "  sensorpub aws teardown dev1 --yes\n  sensorpub aws teardown --all\n"
+           "region and credentials come from --region/--profile or the usual AWS_REGION, AWS_PROFILE, ~/.aws files",
     "flash": "examples:\n  sensorpub flash --port vboard --device dev1 --board unix --interval 2\n"
              "  sensorpub flash --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
-             "      --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD",
+             "      --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD\n"
+             "  sensorpub flash --target aws --region eu-west-1 --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
+             "      --wifi-ssid home",
     "console": "examples:\n  sensorpub console --port vboard -f\n  sensorpub console --port /dev/ttyUSB0 -f",
     "verify": "examples:\n  sensorpub verify --device dev1 --count 3 --timeout 60\n"
-              "  sensorpub verify --timeout 120 --json",
+              "  sensorpub verify --timeout 120 --json\n"
+              "  sensorpub verify --target aws --region eu-west-1 --device dev1 --count 2 --timeout 120\n"
+              "  sensorpub verify --target aws --alpn --device dev1 --count 2   # port 443, ALPN x-amzn-mqtt-ca",
 }
 
 
@@ -152,14 +163,111 @@ def _tail(path, lines, follow):
                 time.sleep(0.2)
 
 
+# --- aws ---------------------------------------------------------------------------------------
+
+def _aws_flags(p, root_ca=False):
+    p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
+    p.add_argument("--profile", help="AWS profile from ~/.aws (default: AWS_PROFILE or 'default')")
+    if root_ca:
+        p.add_argument("--aws-root-ca", metavar="FILE",
+                       help="CA that signs the server certificate (default: Amazon Root CA 1, shipped in "
+                            "host_tools/data/AmazonRootCA1.pem)")
+
+
+def _aws(args):
+    from .aws import Aws, session_client
+    return Aws(args.fleet, session_client(args.region, args.profile), progress=_say)
+
+
+def argparse_aws(sub):
+    p = sub.add_parser("aws", help="register the fleet CA, devices and least-privilege policies with AWS IoT Core",
+                       epilog=EPILOGS["aws"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    for name, helptext in (
+            ("register-ca", "register the fleet CA (verification certificate from the registration code), ACTIVE"),
+            ("register-device", "register a device: certificate ACTIVE, thing, fleet policy, attachments"),
+            ("register-verifier", "register the verifier identity with its read-only policy"),
+            ("endpoint", "print the account's iot:Data-ATS endpoint"),
+            ("jitp-template", "print a just-in-time provisioning template for the fleet"),
+            ("teardown", "delete devices (or the whole fleet) from AWS IoT, in the order AWS requires")):
+        a = s.add_parser(name, help=helptext, description=helptext)
+        _fleet(a)
+        if name != "jitp-template":
+            _aws_flags(a)
+        if name == "register-ca":
+            a.add_argument("--jitp", metavar="TEMPLATE.json",
+                           help="enable just-in-time provisioning with this template ('aws jitp-template' writes one)")
+            a.add_argument("--jitp-role", metavar="ARN",
+                           help="with --jitp: IAM role AWS IoT assumes to provision (AWSIoTThingsRegistration)")
+        if name == "register-device":
+            a.add_argument("names", nargs="+", metavar="NAME", help="device name(s), as given to 'pki device'")
+        if name == "teardown":
+            a.add_argument("names", nargs="*", metavar="NAME", help="device name(s) to delete")
+            a.add_argument("--all", action="store_true",
+                           help="delete every device, certificate and policy of the fleet and deregister its CA")
+            a.add_argument("--yes", action="store_true", help="do not ask before deleting")
+
+
+def do_aws(args):
+    from . import aws
+    if args.action == "jitp-template":
+        print(json.dumps(aws.jitp_template(args.fleet), indent=2))
+        return 0
+    if args.action == "register-ca" and bool(args.jitp) != bool(args.jitp_role):
+        raise CommandError("--jitp TEMPLATE.json and --jitp-role ARN go together: the role lets AWS IoT create the "
+                           "thing (trust iot.amazonaws.com, managed policy AWSIoTThingsRegistration)")
+    if args.action == "teardown" and bool(args.names) == bool(args.all):
+        raise CommandError("say what to delete: device NAME(s) or --all")
+    template = aws.load_template(args.jitp) if args.action == "register-ca" and args.jitp else None
+    a = _aws(args)
+    if args.action == "register-ca":
+        d = a.register_ca(template, args.jitp_role)
+        print(f"fleet CA {d['certificateId']} is {d['status']} in {a.region}"
+              + (" with just-in-time provisioning" if template else "")
+              + ("" if a.actions else " (already registered: nothing changed)"))
+    elif args.action == "register-device":
+        for n in args.names:
+            r = a.register_device(n)
+            print(f"{n}: certificate {r['certificateId'][:12]}... ACTIVE, thing {r['thing']}, policy {r['policy']}")
+        if not a.actions:
+            print("already registered: nothing changed")
+    elif args.action == "register-verifier":
+        r = a.register_verifier()
+        print(f"verifier: certificate {r['certificateId'][:12]}... ACTIVE, policy {r['policy']}"
+              + ("" if a.actions else " (already registered: nothing changed)"))
+    elif args.action == "endpoint":
+        print(a.endpoint())
+    else:
+        plan = a.plan_teardown(None if args.all else args.names)
+        lines = [f"thing {t}" for t in plan["things"]] + \
+                [f"certificate {c.rsplit('/', 1)[-1][:12]}..." for c in plan["certificates"]] + \
+                [f"policy {p}" for p in plan["policies"]] + (["the fleet CA registration"] if plan["ca"] else [])
+        if not lines:
+            print(f"nothing of fleet {args.fleet!r} to delete in {a.region}")
+            return 0
+        print(f"in {a.region}, this deletes: " + ", ".join(lines))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError("not deleting without confirmation: pass --yes")
+            if input("delete? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise CommandError("nothing deleted")
+        a.teardown(plan)
+        print(f"deleted {len(lines)} resources")
+    return 0
+
+
 # --- verify ------------------------------------------------------------------------------------
 
 def argparse_verify(sub):
     p = sub.add_parser("verify", help="subscribe as the verifier and check every reading arrives",
                        epilog=EPILOGS["verify"], formatter_class=argparse.RawDescriptionHelpFormatter)
     _fleet(p)
-    p.add_argument("--host", default="localhost", help="broker host (default: localhost)")
-    p.add_argument("--port", type=int, default=8883, help="broker port (default: 8883)")
+    p.add_argument("--target", choices=("local", "aws"), default="local",
+                   help="local Mosquitto (default) or AWS IoT Core")
+    p.add_argument("--host", help="broker host (default: localhost; with --target aws the account's ATS endpoint)")
+    p.add_argument("--port", type=int, help="broker port (default: 8883; 443 with --alpn)")
+    p.add_argument("--alpn", action="store_true", help="AWS: connect on 443 with ALPN x-amzn-mqtt-ca")
+    _aws_flags(p, root_ca=True)
     p.add_argument("--device", help="wait for readings from this device")
     p.add_argument("--count", type=int, default=0, help="with --device: exit 0 once this many valid readings arrived")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to listen (default: 60)")
@@ -179,11 +287,20 @@ def do_verify(args):
         raise CommandError("--count must be >= 0 and --timeout > 0")
     f = Fleet(args.fleet)
     v = f.verifier_dir
-    ep = Endpoint(args.host, args.port, f.ca_cert, v / "verifier.pem", v / "verifier.key.pem",
+    host, ca_file = args.host or "localhost", f.ca_cert
+    if args.target == "aws":
+        from . import aws
+        ca_file = Path(args.aws_root_ca) if args.aws_root_ca else aws.ROOT_CA_FILE
+        aws.amazon_root_ca(args.aws_root_ca)  # checks the file (and the shipped one's fingerprint)
+        host = args.host or _aws(args).endpoint()
+    elif args.alpn or args.aws_root_ca:
+        raise CommandError("--alpn and --aws-root-ca are for --target aws")
+    port = args.port or (443 if args.alpn else 8883)
+    ep = Endpoint(host, port, ca_file, v / "verifier.pem", v / "verifier.key.pem",
                   client_id=f"sensorpub-verifier-{args.fleet}" if args.persistent else f"sensorpub-verifier-{os.getpid()}",
-                  clean_session=not args.persistent)
+                  alpn="x-amzn-mqtt-ca" if args.alpn else None, clean_session=not args.persistent)
     tracker = Tracker()
-    _say(f"verifying on {args.host}:{args.port} for {args.timeout:g} s"
+    _say(f"verifying on {host}:{port} for {args.timeout:g} s"
          + (f", until {args.count} readings from {args.device}" if args.count else ""))
     ok = run_verify(ep, tracker, device=args.device, count=args.count, timeout=args.timeout,
                     on_line=(lambda _l: None) if args.quiet or args.json else print)
@@ -237,12 +354,16 @@ def argparse_flash(sub):
     p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME' for a virtual board")
     p.add_argument("--device", required=True, help="device identity to install (from 'sensorpub pki device')")
     p.add_argument("--board", required=True, help="board file from boards/ (unix, esp32_generic, esp32_s3, esp32_c3)")
-    p.add_argument("--broker-host", default="localhost", help="broker host as the board sees it (default: localhost)")
+    p.add_argument("--target", choices=("local", "aws"), default="local",
+                   help="local Mosquitto (default) or AWS IoT Core: endpoint, Amazon Root CA 1, client id = thing name")
+    p.add_argument("--broker-host", help="broker host as the board sees it (default: localhost; with --target aws "
+                                         "the account's ATS endpoint)")
     p.add_argument("--broker-port", type=int, default=8883, help="broker port (default: 8883)")
     p.add_argument("--interval", type=int, default=30, help="seconds between readings (default: 30)")
     p.add_argument("--wifi-ssid", default="", help="Wi-Fi network (ESP32 boards)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other config.json key, e.g. --set sensor=ds18b20 --set sensor_pin=15")
+    _aws_flags(p, root_ca=True)
     p.add_argument("--mpy", action="store_true", help="precompile the firmware with mpy-cross")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
 
@@ -254,10 +375,24 @@ def do_flash(args):
         extra["wifi_ssid"] = args.wifi_ssid
     if os.environ.get("SENSORPUB_WIFI_PASSWORD"):  # from the environment, so it stays out of shell history
         extra["wifi_password"] = os.environ["SENSORPUB_WIFI_PASSWORD"]
-    cfg = build_config(args.device, args.broker_host, args.broker_port, args.interval, extra)
+    host, ca_der = args.broker_host or "localhost", None
+    if args.target == "aws":
+        from . import aws
+        from cryptography.hazmat.primitives.serialization import Encoding
+        ca_der = aws.amazon_root_ca(args.aws_root_ca).public_bytes(Encoding.DER)
+        extra.setdefault("client_id", args.device)  # the policy lets a device connect only as its thing
+        if not args.broker_host:
+            a = _aws(args)
+            host = a.endpoint()
+            if not a.is_registered(args.device):
+                _say(f"warning: {args.device} is not registered in {a.region}: run 'sensorpub aws register-device "
+                     f"{args.device}' (or register the CA with --jitp) or the board will be refused")
+    elif args.aws_root_ca:
+        raise CommandError("--aws-root-ca is for --target aws")
+    cfg = build_config(args.device, host, args.broker_port, args.interval, extra)
     files = flash(args.port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
-                  progress=_say)
-    print(f"flashed {args.device} ({args.board}) on {args.port}: {len(files)} files")
+                  progress=_say, ca_der=ca_der)
+    print(f"flashed {args.device} ({args.board}) on {args.port} for {host}:{args.broker_port}: {len(files)} files")
     return 0
 
 
@@ -280,6 +415,7 @@ COMMANDS = {
     "pki": (argparse_pki, do_pki),
     "broker": (argparse_broker, do_broker),
     "verify": (argparse_verify, do_verify),
+    "aws": (argparse_aws, do_aws),
     "vboard": (argparse_vboard, do_vboard),
     "flash": (argparse_flash, do_flash),
     "console": (argparse_console, do_console),

@@ -81,8 +81,10 @@ def mpy_compile(src: Path, out_dir: Path) -> Path:
     return out
 
 
-def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path) -> Dict[str, bytes]:
-    """{board path: bytes} of everything to write."""
+def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path,
+         ca_der: Optional[bytes] = None) -> Dict[str, bytes]:
+    """{board path: bytes} of everything to write. `ca_der` replaces the fleet CA as the server's trust
+    anchor (AWS IoT: Amazon Root CA 1)."""
     root = project_root()
     if board not in boards():
         raise CommandError(f"unknown board {board!r}: use one of {', '.join(boards())}")
@@ -107,6 +109,8 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
         files["/board.py"] = bsrc.read_bytes()
     for name in CRED_FILES:
         files["/certs/" + name] = (ddir / name).read_bytes()
+    if ca_der is not None:
+        files["/certs/ca.der"] = ca_der
     files["/config.json"] = json.dumps(config, indent=1).encode()
     if board == "unix":  # a real ESP32 has umqtt.simple frozen in; the virtual board gets it precompiled
         u = tmp / "umqtt"
@@ -117,10 +121,10 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
 
 
 def flash(port: str, fleet: str, device: str, board: str, config: dict, mpy: bool = False, reset: bool = True,
-          progress: Callable[[str], None] = lambda m: None) -> Dict[str, bytes]:
+          progress: Callable[[str], None] = lambda m: None, ca_der: Optional[bytes] = None) -> Dict[str, bytes]:
     from .transport import Device
     with tempfile.TemporaryDirectory() as t:
-        files = plan(fleet, device, board, config, mpy, Path(t))
+        files = plan(fleet, device, board, config, mpy, Path(t), ca_der)
     total = sum(len(b) for b in files.values())
     progress(f"connecting to {port}")
     dev = Device(port)

@@ -210,7 +210,10 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ep.client_id,
                          clean_session=ep.clean_session, protocol=mqtt.MQTTv311)
-    ctx = ssl.create_default_context(cafile=str(ep.ca_file))  # CERT_REQUIRED + hostname check, always
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from .pki import load_cert
+    ca_pem = load_cert(Path(ep.ca_file)).public_bytes(Encoding.PEM).decode()  # PEM or DER file
+    ctx = ssl.create_default_context(cadata=ca_pem)  # CERT_REQUIRED + hostname check, always
     ctx.load_cert_chain(str(ep.cert_file), str(ep.key_file))
     if ep.alpn:
         ctx.set_alpn_protocols([ep.alpn])

@@ -1,0 +1,361 @@
+"""`sensorpub aws` against moto's AWS IoT (AWS itself cannot be reached here), through the real CLI."""
+import json
+
+import boto3
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from moto import mock_aws
+
+from host_tools import aws, cli, pki
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Fake credentials, no ~/.aws files, no instance metadata; moto computes certificate ids as AWS does."""
+    for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with mock_aws(config={"iot": {"use_valid_cert": True}}):
+        yield boto3.client("iot", region_name=REGION)
+
+
+def sp(capsys, *args):
+    """Run the CLI in-process (moto patches this process); returns (status, stdout, stderr)."""
+    capsys.readouterr()
+    rc = cli.main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def account_state(iot):
+    """Everything sensorpub can create, as comparable data."""
+    certs = {c["certificateId"]: c["status"] for c in iot.list_certificates()["certificates"]}
+    things = {t["thingName"]: t.get("attributes", {}) for t in iot.list_things()["things"]}
+    policies = {}
+    for p in iot.list_policies()["policies"]:
+        doc = iot.get_policy(policyName=p["policyName"])["policyDocument"]
+        targets = iot.list_targets_for_policy(policyName=p["policyName"])["targets"]
+        policies[p["policyName"]] = (json.loads(doc), sorted(targets))
+    principals = {t: sorted(iot.list_thing_principals(thingName=t)["principals"]) for t in things}
+    return certs, things, policies, principals
+
+
+def ca_state(iot, fleet):
+    ca_id = aws.cert_id(pki.load_cert(fleet.ca_cert))
+    try:
+        d = iot.describe_ca_certificate(certificateId=ca_id)
+        d.pop("ResponseMetadata")
+        return d
+    except iot.exceptions.ResourceNotFoundException:
+        return None
+
+
+def test_register_ca_makes_it_active_and_rerun_says_so(aws_env, fleet, capsys):
+    rc, out, err = sp(capsys, "aws", "register-ca")
+    assert rc == 0, err
+    d = ca_state(aws_env, fleet)["certificateDescription"]
+    assert d["status"] == "ACTIVE"
+    assert d["certificatePem"].strip() == fleet.ca_cert.read_text().strip()
+    assert "registration code" in err and "ACTIVE" in out
+
+    before = account_state(aws_env)
+    rc, out, err = sp(capsys, "aws", "register-ca")
+    assert rc == 0, err
+    assert "already registered" in out and "nothing changed" in out
+    assert account_state(aws_env) == before
+
+
+def test_verification_certificate_is_signed_by_fleet_ca_with_code_as_cn(aws_env, fleet, capsys):
+    seen = {}
+    iot = aws.session_client()
+
+    def grab_code(http_response, parsed, **_kw):
+        seen["code"] = parsed["registrationCode"]
+
+    def grab_request(params, **_kw):
+        seen["request"] = params
+
+    iot.meta.events.register("after-call.iot.GetRegistrationCode", grab_code)
+    iot.meta.events.register("before-parameter-build.iot.RegisterCACertificate", grab_request)
+    aws.Aws("demo", iot).register_ca()
+
+    ver = x509.load_pem_x509_certificate(seen["request"]["verificationCertificate"].encode())
+    ca = pki.load_cert(fleet.ca_cert)
+    assert ver.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == seen["code"]
+    assert aws.issued_by(ver, ca)
+    other_ca = pki.build_ca("other", pki.new_key())
+    assert not aws.issued_by(ver, other_ca)
+    assert seen["request"]["caCertificate"].strip() == fleet.ca_cert.read_text().strip()
+    assert seen["request"]["setAsActive"] is True
+    # the verification key exists only in memory: nothing new on disk
+    assert not list(fleet.root.rglob("*verification*"))
+
+
+def test_register_device_end_state_and_rerun_changes_nothing(aws_env, fleet, capsys):
+    assert sp(capsys, "aws", "register-ca")[0] == 0
+    rc, out, err = sp(capsys, "aws", "register-device", "dev1")
+    assert rc == 0, err
+    cid = aws.cert_id(pki.load_cert(fleet.device_dir("dev1") / "client.pem"))
+    desc = aws_env.describe_certificate(certificateId=cid)["certificateDescription"]
+    assert desc["status"] == "ACTIVE"
+    by_ca = aws_env.list_certificates_by_ca(caCertificateId=aws.cert_id(pki.load_cert(fleet.ca_cert)))
+    assert [c["certificateId"] for c in by_ca["certificates"]] == [cid]  # registered against the fleet CA
+    arn = desc["certificateArn"]
+    assert aws_env.describe_thing(thingName="dev1")["attributes"] == {"sensorpub_fleet": "demo"}
+    assert aws_env.list_thing_principals(thingName="dev1")["principals"] == [arn]
+    assert [p["policyName"] for p in aws_env.list_attached_policies(target=arn)["policies"]] == \
+        ["sensorpub-demo-device"]
+
+    before = account_state(aws_env)
+    rc, out, err = sp(capsys, "aws", "register-device", "dev1")
+    assert rc == 0 and "nothing changed" in out
+    assert account_state(aws_env) == before
+
+    # a second device shares the one fleet policy
+    assert sp(capsys, "aws", "register-device", "dev2")[0] == 0
+    assert len(aws_env.list_policies()["policies"]) == 1
+    assert len(aws_env.list_targets_for_policy(policyName="sensorpub-demo-device")["targets"]) == 2
+
+
+def test_device_policy_is_least_privilege(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    doc = json.loads(aws_env.get_policy(policyName="sensorpub-demo-device")["policyDocument"])
+    prefix = f"arn:aws:iot:{REGION}:123456789012"
+    assert doc == aws.device_policy(prefix)
+    allowed = {}
+    for st in doc["Statement"]:
+        assert st["Effect"] == "Allow"
+        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for a in acts:
+            assert "*" not in a
+            allowed.setdefault(a, set()).update(res)
+        for r in res:
+            assert "*" not in r, r
+    thing = "${iot:Connection.Thing.ThingName}"
+    assert allowed == {
+        "iot:Connect": {f"{prefix}:client/{thing}"},
+        "iot:Publish": {f"{prefix}:topic/devices/{thing}/telemetry", f"{prefix}:topic/devices/{thing}/status"},
+        "iot:RetainPublish": {f"{prefix}:topic/devices/{thing}/status"},
+    }
+    connect = next(s for s in doc["Statement"] if s["Action"] == "iot:Connect")
+    assert connect["Condition"]["Bool"] == {"iot:Connection.Thing.IsAttached": "true"}
+
+
+def test_verifier_gets_a_separate_read_only_policy(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    rc, out, err = sp(capsys, "aws", "register-verifier")
+    assert rc == 0, err
+    cid = aws.cert_id(pki.load_cert(fleet.verifier_dir / "verifier.pem"))
+    arn = aws_env.describe_certificate(certificateId=cid)["certificateDescription"]["certificateArn"]
+    assert [p["policyName"] for p in aws_env.list_attached_policies(target=arn)["policies"]] == \
+        ["sensorpub-demo-verifier"]
+    doc = json.loads(aws_env.get_policy(policyName="sensorpub-demo-verifier")["policyDocument"])
+    actions = {st["Action"] for st in doc["Statement"]}
+    assert actions == {"iot:Connect", "iot:Subscribe", "iot:Receive"}  # no Publish
+    assert sp(capsys, "aws", "register-verifier")[1].endswith("(already registered: nothing changed)\n")
+
+
+def test_endpoint_is_ats(aws_env, fleet, capsys):
+    rc, out, _ = sp(capsys, "aws", "endpoint")
+    assert rc == 0
+    assert out.strip().endswith(f"-ats.iot.{REGION}.amazonaws.com")
+
+
+def test_jitp_template_and_registration(aws_env, fleet, capsys, tmp_path):
+    rc, out, _ = sp(capsys, "aws", "jitp-template")
+    t = json.loads(out)
+    assert t["Resources"]["policy"]["Properties"]["PolicyName"] == "sensorpub-demo-device"
+    assert t["Resources"]["thing"]["Properties"]["ThingName"] == {"Ref": "AWS::IoT::Certificate::CommonName"}
+    (tmp_path / "jitp.json").write_text(out)
+    role = "arn:aws:iam::123456789012:role/sensorpub-jitp"
+    rc, out, err = sp(capsys, "aws", "register-ca", "--jitp", str(tmp_path / "jitp.json"), "--jitp-role", role)
+    assert rc == 0, err
+    cfg = ca_state(aws_env, fleet)["registrationConfig"]
+    assert json.loads(cfg["templateBody"]) == t and cfg["roleArn"] == role
+    assert aws_env.get_policy(policyName="sensorpub-demo-device")  # the template names it: it must exist
+    before = account_state(aws_env), ca_state(aws_env, fleet)
+    assert sp(capsys, "aws", "register-ca", "--jitp", str(tmp_path / "jitp.json"), "--jitp-role", role)[0] == 0
+    assert (account_state(aws_env), ca_state(aws_env, fleet)) == before
+
+    rc, _, err = sp(capsys, "aws", "register-ca", "--jitp", str(tmp_path / "jitp.json"))
+    assert rc == 1 and "--jitp-role" in err
+    (tmp_path / "bad.json").write_text("{not json")
+    rc, _, err = sp(capsys, "aws", "register-ca", "--jitp", str(tmp_path / "bad.json"), "--jitp-role", role)
+    assert rc == 1 and "bad.json is not valid JSON" in err
+
+
+def test_teardown_all_leaves_the_account_empty(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1", "dev2")
+    sp(capsys, "aws", "register-verifier")
+    rc, out, err = sp(capsys, "aws", "teardown", "--all", "--yes")
+    assert rc == 0, err
+    assert "thing dev1" in out and "policy sensorpub-demo-verifier" in out and "fleet CA" in out
+    assert account_state(aws_env) == ({}, {}, {}, {})
+    assert ca_state(aws_env, fleet) is None
+    rc, out, _ = sp(capsys, "aws", "teardown", "--all", "--yes")
+    assert rc == 0 and "nothing of fleet 'demo' to delete" in out
+
+
+def test_teardown_one_device_keeps_the_rest(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1", "dev2")
+    assert sp(capsys, "aws", "teardown", "dev1", "--yes")[0] == 0
+    certs, things, policies, _ = account_state(aws_env)
+    assert list(things) == ["dev2"] and len(certs) == 1
+    assert len(policies["sensorpub-demo-device"][1]) == 1
+    assert ca_state(aws_env, fleet)["certificateDescription"]["status"] == "ACTIVE"
+    # and it can be registered again afterwards
+    assert sp(capsys, "aws", "register-device", "dev1")[0] == 0
+
+
+def test_teardown_asks_first(aws_env, fleet, capsys, monkeypatch):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    before = account_state(aws_env)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    rc, _, err = sp(capsys, "aws", "teardown", "dev1")
+    assert rc == 1 and "pass --yes" in err
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: "n")
+    rc, _, err = sp(capsys, "aws", "teardown", "dev1")
+    assert rc == 1 and "nothing deleted" in err
+    assert account_state(aws_env) == before
+    monkeypatch.setattr("builtins.input", lambda _prompt: "y")
+    assert sp(capsys, "aws", "teardown", "dev1")[0] == 0
+    assert account_state(aws_env)[1] == {}
+
+
+def test_reissued_device_certificate_replaces_the_old_one(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    old = aws.cert_id(pki.load_cert(fleet.device_dir("dev1") / "client.pem"))
+    pki.issue_device("demo", "dev1", force=True)
+    rc, _, err = sp(capsys, "aws", "register-device", "dev1")
+    assert rc == 0 and "retiring an older certificate" in err
+    new = aws.cert_id(pki.load_cert(fleet.device_dir("dev1") / "client.pem"))
+    certs, _, _, principals = account_state(aws_env)
+    assert certs == {new: "ACTIVE"} and old not in certs
+    assert [p.rsplit("/", 1)[1] for p in principals["dev1"]] == [new]
+
+
+# --- errors users meet ---------------------------------------------------------------------------
+
+def test_register_device_before_ca(aws_env, fleet, capsys):
+    rc, out, err = sp(capsys, "aws", "register-device", "dev1")
+    assert rc == 1
+    assert err.count("\n") == 1 and "not registered in eu-west-1" in err and "aws register-ca" in err
+
+
+def test_certificate_not_issued_by_the_registered_ca(aws_env, fleet, capsys, home):
+    sp(capsys, "aws", "register-ca")
+    # dev1's certificate from another CA, as after 'pki init --force' without re-issuing the devices
+    pki.init_ca("other")
+    pki.issue_device("other", "dev1")
+    for f in ("client.pem", "client.key.pem"):
+        (fleet.device_dir("dev1") / f).write_bytes((pki.Fleet("other").device_dir("dev1") / f).read_bytes())
+    rc, _, err = sp(capsys, "aws", "register-device", "dev1")
+    assert rc == 1 and err.count("\n") == 1
+    assert "was not issued by the fleet CA" in err and "pki device dev1 --fleet demo --force" in err
+    assert account_state(aws_env)[0] == {}  # nothing registered
+
+
+def test_missing_device_identity(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    rc, _, err = sp(capsys, "aws", "register-device", "nosuch")
+    assert rc == 1 and "sensorpub pki device nosuch --fleet demo" in err
+
+
+def test_no_credentials(aws_env, fleet, capsys, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    rc, _, err = sp(capsys, "aws", "endpoint")
+    assert rc == 1 and err.count("\n") == 1 and "no AWS credentials" in err and "AWS_PROFILE" in err
+
+
+def test_no_region_and_wrong_region_and_unknown_profile(aws_env, fleet, capsys, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    rc, _, err = sp(capsys, "aws", "endpoint")
+    assert rc == 1 and "no AWS region: pass --region" in err
+    rc, _, err = sp(capsys, "aws", "endpoint", "--region", "eu-westt-1")
+    assert rc == 1 and "region 'eu-westt-1' has no AWS IoT Core" in err
+    rc, _, err = sp(capsys, "aws", "endpoint", "--region", REGION, "--profile", "nosuch")
+    assert rc == 1 and "AWS profile 'nosuch'" in err
+    # registered in one region, used from another: the message names the region
+    assert sp(capsys, "aws", "register-ca", "--region", REGION)[0] == 0
+    rc, _, err = sp(capsys, "aws", "register-device", "dev1", "--region", "us-east-1")
+    assert rc == 1 and "not registered in us-east-1" in err
+
+
+def test_ca_registered_by_another_account(aws_env, fleet, capsys):
+    a = aws.Aws("demo", aws.session_client())
+
+    def taken(**_kw):
+        return _error("ResourceAlreadyExistsException", "The CA certificate is already registered")
+
+    a.client.meta.events.register("before-call.iot.RegisterCACertificate", taken)
+    with pytest.raises(aws.CommandError, match="already registered by another AWS account in eu-west-1"):
+        a.register_ca()
+
+
+def test_policy_still_attached_gives_one_line(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    a = aws.Aws("demo", aws.session_client())
+    a.client.meta.events.register(
+        "before-call.iot.DeletePolicy",
+        lambda **_kw: _error("DeleteConflictException", "The policy cannot be deleted as it is attached"))
+    monkey_deadline = aws.DETACH_WAIT_S
+    aws.DETACH_WAIT_S = 0
+    try:
+        with pytest.raises(aws.CommandError, match=r"deleting policy sensorpub-demo-device failed: still attached"):
+            a.teardown(a.plan_teardown(None))
+    finally:
+        aws.DETACH_WAIT_S = monkey_deadline
+
+
+def test_throttling_is_retried_with_backoff(aws_env, fleet):
+    a = aws.Aws("demo", aws.session_client())
+    sleeps = []
+    a.sleep = sleeps.append
+    calls = {"n": 0}
+
+    def throttle_twice(**_kw):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return _error("ThrottlingException", "Rate exceeded", 429)
+        return None  # let moto answer
+
+    a.client.meta.events.register("before-call.iot.DescribeEndpoint", throttle_twice)
+    assert a.endpoint().endswith("amazonaws.com")
+    assert calls["n"] == 3 and len(sleeps) == 2
+    assert all(0 <= s <= aws.BACKOFF_CAP_S for s in sleeps)
+
+    calls["n"] = -100  # now it never stops: give up with one line after ATTEMPTS
+    sleeps.clear()
+    with pytest.raises(aws.CommandError, match="kept throttling describe_endpoint"):
+        a.endpoint()
+    assert len(sleeps) == aws.ATTEMPTS - 1
+
+
+def _error(code, message, status=409):
+    """A botocore (http, parsed) pair, as a before-call handler returns to short-circuit a request."""
+    from botocore.awsrequest import AWSResponse
+    http = AWSResponse("https://iot.example", status, {}, None)
+    return http, {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def test_shipped_amazon_root_ca_is_checked():
+    cert = aws.amazon_root_ca()
+    assert cert.subject.rfc4514_string() == "CN=Amazon Root CA 1,O=Amazon,C=US"
+    assert aws.cert_id(cert) == aws.ROOT_CA_SHA256
