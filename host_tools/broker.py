@@ -39,6 +39,7 @@ class Broker:
     bind: str = "127.0.0.1"
     acl: Optional[str] = None  # ACL text; default_acl() when None
     name: str = ""             # run-dir suffix, so a second broker (e.g. an AWS stand-in) can run beside
+    server_fleet: str = ""     # take the server certificate from this fleet's PKI (a separate root), not ours
 
     @property
     def dir(self) -> Path:
@@ -54,11 +55,12 @@ class Broker:
 
     def config(self) -> str:
         f = Fleet(self.fleet)
-        server = f.server_dir
-        for p, fix in ((f.ca_cert, "pki init"), (server / "server.pem", "pki server"),
-                       (server / "server.key.pem", "pki server")):
+        sf = self.server_fleet or self.fleet
+        server = Fleet(sf).server_dir
+        for p, fix, fl in ((f.ca_cert, "pki init", self.fleet), (server / "server.pem", "pki server", sf),
+                           (server / "server.key.pem", "pki server", sf)):
             if not p.exists():
-                raise CommandError(f"{p} is missing: run 'sensorpub {fix} --fleet {self.fleet}' first")
+                raise CommandError(f"{p} is missing: run 'sensorpub {fix} --fleet {fl}' first")
         (self.dir / "acl").write_text(self.acl if self.acl is not None else default_acl())
         (self.dir / "data").mkdir(exist_ok=True)
         lines = [
@@ -115,7 +117,7 @@ class Broker:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise CommandError(f"mosquitto exited at start: {self._last_error()} (log: {self.log_file})")
-            if _tls_ready(self.bind, self.port, Fleet(self.fleet)):
+            if _tls_ready(self.bind, self.port, Fleet(self.fleet), Fleet(self.server_fleet or self.fleet)):
                 return proc.pid
             time.sleep(0.05)
         self.stop()
@@ -187,9 +189,9 @@ def _check_port_free(host: str, port: int) -> None:
         s.close()
 
 
-def _tls_ready(host: str, port: int, fleet: Fleet) -> bool:
-    """True once the listener completes a TLS handshake (verified against the fleet CA)."""
-    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
+def _tls_ready(host: str, port: int, fleet: Fleet, server_fleet: Fleet) -> bool:
+    """True once the listener completes a TLS handshake (server verified against its CA)."""
+    ctx = ssl.create_default_context(cafile=str(server_fleet.ca_cert))
     ctx.check_hostname = False  # the server cert may name another host; the chain is still verified
     v = fleet.verifier_dir
     host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host

@@ -17,6 +17,7 @@ EPILOGS = {
            "  sensorpub pki device dev1\n  sensorpub pki verifier\n  sensorpub pki list --fleet demo\n"
            "  sensorpub pki revoke dev1",
     "broker": "examples:\n  sensorpub broker start --port 8883\n  sensorpub broker status\n"
+              "  sensorpub broker start --port 8884 --aws-policy --server-fleet amazon-standin   # AWS rehearsal\n"
               "  sensorpub broker logs -n 20\n  sensorpub broker stop",
     "vboard": "examples:\n  sensorpub vboard start                 # prints the pty to give to mpremote\n"
               "  sensorpub vboard start --heapsize 64k --erase\n  sensorpub vboard status\n"
@@ -122,6 +123,11 @@ def argparse_broker(sub):
         if name == "start":
             a.add_argument("--port", type=int, default=8883, help="TLS port (default: 8883)")
             a.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+            a.add_argument("--aws-policy", action="store_true",
+                           help="rehearse AWS IoT locally: ACL rendered from the AWS policies 'sensorpub aws' uploads")
+            a.add_argument("--server-fleet", metavar="FLEET",
+                           help="serve the server certificate of this fleet's PKI (a separate root, e.g. one "
+                                "standing in for Amazon's) instead of this fleet's")
         if name == "logs":
             a.add_argument("-n", "--lines", type=int, default=40, help="how many lines (default: 40)")
             a.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -129,7 +135,12 @@ def argparse_broker(sub):
 
 def do_broker(args):
     from .broker import Broker
-    b = Broker(args.fleet, **({"port": args.port, "bind": args.bind} if args.action == "start" else {}))
+    kw = {}
+    if args.action == "start":
+        from .aws import standin_acl
+        kw = {"port": args.port, "bind": args.bind, "server_fleet": args.server_fleet or "",
+              "acl": standin_acl() if args.aws_policy else None}
+    b = Broker(args.fleet, **kw)
     if args.action == "start":
         if not 0 < args.port < 65536:
             raise CommandError(f"--port {args.port} is not a TCP port: give 1-65535")
@@ -380,7 +391,12 @@ def do_flash(args):
         from . import aws
         from cryptography.hazmat.primitives.serialization import Encoding
         ca_der = aws.amazon_root_ca(args.aws_root_ca).public_bytes(Encoding.DER)
-        extra.setdefault("client_id", args.device)  # the policy lets a device connect only as its thing
+        if extra.setdefault("client_id", args.device) != args.device:
+            raise CommandError(f"--target aws: client_id must be the thing name {args.device!r}: the fleet policy "
+                               "lets a device connect only as its thing")
+        if extra.get("topic_prefix", aws.TOPIC_PREFIX) != aws.TOPIC_PREFIX:
+            raise CommandError(f"--target aws: topic_prefix must be {aws.TOPIC_PREFIX!r}: the fleet policy allows "
+                               f"publishing only to {aws.TOPIC_PREFIX}/<thing>/telemetry and /status")
         if not args.broker_host:
             a = _aws(args)
             host = a.endpoint()

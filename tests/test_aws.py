@@ -359,3 +359,48 @@ def test_shipped_amazon_root_ca_is_checked():
     cert = aws.amazon_root_ca()
     assert cert.subject.rfc4514_string() == "CN=Amazon Root CA 1,O=Amazon,C=US"
     assert aws.cert_id(cert) == aws.ROOT_CA_SHA256
+
+
+def test_flash_target_aws_writes_endpoint_root_ca_and_thing_client_id(aws_env, fleet, capsys, vboard):
+    from board_helpers import mpremote
+    rc, out, err = sp(capsys, "flash", "--target", "aws", "--port", "vboard:t0", "--device", "dev1", "--board", "unix",
+                      "--no-reset")
+    assert rc == 0, err
+    assert "warning: dev1 is not registered in eu-west-1" in err  # told before it reaches a board
+    cfg = json.loads(mpremote(vboard.port, "exec", "print(open('/config.json').read())").stdout)
+    assert cfg["broker_host"].endswith("-ats.iot.eu-west-1.amazonaws.com")  # moto makes up the prefix each call
+    assert cfg["broker_port"] == 8883 and cfg["client_id"] == "dev1"
+    got = mpremote(vboard.port, "exec", "import binascii;print(binascii.hexlify(open('/certs/ca.der','rb').read()))")
+    from cryptography.hazmat.primitives.serialization import Encoding
+    assert aws.amazon_root_ca().public_bytes(Encoding.DER).hex() in got.stdout
+
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    rc, _, err = sp(capsys, "flash", "--target", "aws", "--port", "vboard:t0", "--device", "dev1", "--board", "unix",
+                    "--no-reset")
+    assert rc == 0 and "warning" not in err
+
+
+def test_verify_target_aws_uses_the_ats_endpoint(aws_env, fleet, capsys, monkeypatch):
+    import re
+    import socket
+    endpoint = r"[a-z0-9]+-ats\.iot\.eu-west-1\.amazonaws\.com"
+
+    def no_network(addr, *_a, **_kw):
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)  # the moto endpoint does not exist
+    rc, _, err = sp(capsys, "verify", "--target", "aws", "--timeout", "5")
+    assert rc == 1 and re.search(f"verifying on {endpoint}:8883", err) and re.search(f"reach {endpoint}:8883", err)
+    rc, _, err = sp(capsys, "verify", "--target", "aws", "--alpn", "--timeout", "5")
+    assert rc == 1 and re.search(f"reach {endpoint}:443", err), err
+    rc, _, err = sp(capsys, "verify", "--alpn")
+    assert rc == 1 and "--target aws" in err
+
+
+@pytest.mark.parametrize("setting, line", [("client_id=other", "client_id must be the thing name 'dev1'"),
+                                           ("topic_prefix=site1", "topic_prefix must be 'devices'")])
+def test_flash_target_aws_refuses_what_the_policy_would_refuse(aws_env, fleet, capsys, setting, line):
+    rc, _, err = sp(capsys, "flash", "--target", "aws", "--port", "vboard:none", "--device", "dev1", "--board", "unix",
+                    "--set", setting)
+    assert rc == 1 and line in err and err.count("\n") == 1
