@@ -32,7 +32,7 @@ ROOT_CA_FILE = Path(__file__).resolve().parent / "data" / "AmazonRootCA1.pem"
 # SHA-256 of Amazon Root CA 1 (DER): the shipped file is checked against it before use
 ROOT_CA_SHA256 = "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e"
 THROTTLED = ("Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-             "ServiceUnavailableException", "LimitExceededException")
+             "ServiceUnavailableException")
 ATTEMPTS = 6
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
