@@ -131,6 +131,6 @@ def run(board_module):
     log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"],
                                                      board_module.NAME))
     board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
-    ctx = _retry("credentials", lambda: creds.context(), cfg["backoff_cap_s"])
+    ctx = _retry("credentials", creds.context, cfg["backoff_cap_s"])
     gc.collect()
     Publisher(cfg, board, ctx).run()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import CommandError
@@ -161,17 +161,9 @@ def verification_certificate(ca_cert: x509.Certificate, ca_key, code: str) -> x5
 
 
 def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    if cert.issuer != ca.subject:
-        return False
-    pub = ca.public_key()
     try:
-        if isinstance(pub, ec.EllipticCurvePublicKey):
-            pub.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
-        elif isinstance(pub, rsa.RSAPublicKey):
-            pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
-        else:
-            return False
-    except Exception:
+        cert.verify_directly_issued_by(ca)  # issuer name and signature
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
