@@ -90,7 +90,12 @@ class Device:
         """Hard reset, as `mpremote reset` does: boot.py and main.py run afterwards."""
         try:
             self.t.exec_raw_no_follow("import time, machine; time.sleep_ms(100); machine.reset()")
-        except Exception:
+            self.t.in_raw_repl = False  # the board restarts in its friendly REPL: nothing to exit
+            # Return once the rebooted board speaks (its first byte), so the next tool to open the port
+            # does not talk to the interpreter that is going away and lose its bytes with it.
+            self.t.serial.timeout = 5
+            self.t.serial.read(1)
+        except Exception:  # e.g. a native-USB board whose port vanishes while it resets
             pass
         self.close()
 
