@@ -4,9 +4,12 @@ PY       := $(VENV)/bin/python
 SP       := $(VENV)/bin/sensorpub
 FLEET    ?= demo
 DEVICE   ?= dev1
-BOARD    ?= esp32_generic
+BOARD    ?=
 PORT     ?=
 PYTEST_ARGS ?=
+# real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
+UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
+export UMQTT_VERSIONS
 
 .PHONY: setup test bench demo flash flash-micropython typecheck mpy-check clean mosquitto
 
@@ -46,9 +49,9 @@ flash-micropython: setup
 	$(VENV)/bin/esptool.py --chip $(or $(CHIP),esp32) --port $(PORT) --baud 460800 write_flash -z $(if $(filter esp32,$(or $(CHIP),esp32)),0x1000,0) $(FIRMWARE)
 
 flash: setup
-	@[ -n "$(PORT)" ] || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=dev1 BOARD=esp32_generic BROKER=192.168.1.10 SSID=home"; exit 2; }
+	@[ -n "$(PORT)" ] || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=dev1 BROKER=192.168.1.10 SSID=home [BOARD=esp32_generic]"; exit 2; }
 	@[ -f certs/$(FLEET)/devices/$(DEVICE)/client.der ] || $(SP) pki device $(DEVICE) --fleet $(FLEET)
-	$(SP) flash --fleet $(FLEET) --port $(PORT) --device $(DEVICE) --board $(BOARD) --mpy \
+	$(SP) flash --fleet $(FLEET) --port $(PORT) --device $(DEVICE) $(if $(BOARD),--board $(BOARD)) --mpy \
 		--broker-host $(or $(BROKER),localhost) $(if $(SSID),--wifi-ssid $(SSID))
 
 clean:

@@ -5,8 +5,19 @@ import time
 import network
 from machine import Pin
 
+import log
+
 if False:  # type checker only
     from typing import Any
+
+
+# wlan.status() values that mean joining has failed (ESP32 port); anything else: still trying
+_FAILED = {
+    getattr(network, "STAT_NO_AP_FOUND", 201): "no access point with that name in range",
+    getattr(network, "STAT_WRONG_PASSWORD", 202): "wrong password (check SENSORPUB_WIFI_PASSWORD at flash time)",
+    getattr(network, "STAT_ASSOC_FAIL", 203): "association failed",
+    getattr(network, "STAT_HANDSHAKE_TIMEOUT", 204): "handshake timeout (wrong password?)",
+}
 
 
 class Esp32Board:
@@ -33,6 +44,7 @@ class Esp32Board:
         led = cfg["led_pin"] if cfg["led_pin"] >= 0 else self.LED
         self.led_pin = Pin(led, Pin.OUT) if led >= 0 else None
         self.wlan = network.WLAN(network.STA_IF)
+        self.joined = False
 
     def network_up(self):
         if self.wlan.isconnected():
@@ -40,16 +52,28 @@ class Esp32Board:
         ssid = self.cfg["wifi_ssid"]
         if not ssid:
             raise OSError("config key 'wifi_ssid' is empty: flash with --wifi-ssid NAME")
+        if self.joined:
+            log.warn("Wi-Fi '%s' lost (status %s): rejoining" % (ssid, self.wlan.status()))
+            self.joined = False
         self.wlan.active(True)
         self.wlan.connect(ssid, self.cfg["wifi_password"])  # the password is never logged
         t0 = time.ticks_ms()
         while not self.wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > self.cfg["wifi_timeout_s"] * 1000:
-                st = self.wlan.status()
+            st = self.wlan.status()
+            late = time.ticks_diff(time.ticks_ms(), t0) > self.cfg["wifi_timeout_s"] * 1000
+            if late or st in _FAILED:
                 self.wlan.disconnect()
-                raise OSError("Wi-Fi '%s' not joined within %d s (status %s)" % (ssid, self.cfg["wifi_timeout_s"], st))
-            time.sleep_ms(200)
-        print("Wi-Fi joined", ssid, self.wlan.ifconfig()[0])
+                raise OSError("Wi-Fi '%s' not joined within %d s: %s (status %s)"
+                              % (ssid, self.cfg["wifi_timeout_s"], _FAILED.get(st, "no answer"), st))
+            time.sleep_ms(100)
+        self.joined = True
+        log.info("Wi-Fi joined %s as %s, RSSI %s dBm" % (ssid, self.wlan.ifconfig()[0], self.rssi()))
+
+    def rssi(self):
+        try:
+            return self.wlan.status("rssi")
+        except (OSError, ValueError, TypeError):  # not joined, or a port without it
+            return None
 
     def sync_time(self):
         try:

@@ -2,6 +2,7 @@
 # outbox over the session. Config and credential errors are logged and retried with back-off.
 import gc
 import json
+import sys
 import time
 
 import config
@@ -107,19 +108,28 @@ class Publisher:
             left = time.ticks_diff(due, time.ticks_ms())
             self.board.led(False)
             self.sess.idle(max(0, min(wait, left)))
-        self.sess.close()
+        self.sess.close(disconnect=True)
         log.info("done cycles=%d sent=%d" % (cycles, self.sent))
 
 
-def main(board_module):
-    # never fall to the REPL: an unexpected error is logged and the publisher restarts with back-off
+def main(board_name="board"):
+    # never fall to the REPL: an unexpected error prints its traceback and the publisher restarts with
+    # back-off (5, 10, 20... 60 s); a missing module (an incomplete flash) is one line naming it
     delay = 5
     while True:
         try:
+            board_module = __import__(board_name)
             run(board_module)
             return  # only with max_cycles
+        except ImportError as e:
+            if "umqtt" in str(e):
+                log.error("umqtt.simple missing (%s): this MicroPython build does not freeze it; flash stock ESP32 "
+                          "MicroPython 1.23+ or run 'mpremote mip install umqtt.simple'; retrying in %d s" % (e, delay))
+            else:
+                log.error("firmware incomplete (%s): re-run 'sensorpub flash'; retrying in %d s" % (e, delay))
         except Exception as e:
             log.error("fatal: %s %s; restarting the publisher in %d s" % (type(e).__name__, e, delay))
+            sys.print_exception(e)
         gc.collect()
         time.sleep(delay)
         delay = min(delay * 2, 60)

@@ -1,10 +1,15 @@
-# Session layer: owns the MQTT connection. umqtt.simple speaks the protocol; anything it raises means
-# the link is gone, so we close, back off (full jitter) and reconnect. Callers never see socket errors.
+# Session layer: owns the MQTT connection. umqtt.simple (frozen in the board's firmware, any version
+# from 1.4.0 on) speaks the protocol; link failures it raises are caught here: close, back off (full
+# jitter), reconnect. Callers never see socket errors. A programming error is not a lost link: its
+# traceback goes to the console, it is counted, and the session backs off all the same.
 import random
 import select
+import socket
+import sys
 import time
 
 from micropython import const
+from umqtt import simple as _mq
 from umqtt.simple import MQTTClient, MQTTException
 
 import log
@@ -14,19 +19,25 @@ if False:  # for the type checker only; costs nothing on the board
 
 _ETIMEDOUT = const(110)
 _WBUF = const(512)
+_NODELAY = (getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1))  # lwIP and Linux agree
 # mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
 _HINTS = {
     -0x2700: "broker certificate not trusted: /certs/ca.der is not the broker's CA, or the broker host is not in its certificate",
     -0x7780: "broker rejected the TLS handshake: is /certs/client.der issued by the broker's CA, and not revoked?",
     -0x7880: "broker closed the TLS session",
+    -202: "broker host name not resolved (DNS)",  # ESP32 getaddrinfo
 }
+# what a dead or refusing link raises inside umqtt.simple: socket and TLS errors, a CONNACK refusal,
+# and its asserts/indexing on a short or malformed read
+LINK_ERRORS = (OSError, MQTTException, AssertionError, IndexError)
 
 
-class _TimedSock:
-    # Wraps the SSL socket umqtt uses. Reads get a timeout via poll (SSLSocket has no settimeout, and
-    # umqtt's wait_msg resets blocking mode): a silent broker raises ETIMEDOUT instead of hanging.
-    # Writes are coalesced until the next read or flush(): umqtt sends a PUBLISH in several small writes,
-    # and Nagle + delayed ACK would hold each one ~40 ms.
+class _Link:
+    # The socket umqtt.simple talks to (returned by _Tls.wrap_socket). Reads get a timeout via poll
+    # (SSLSocket has no settimeout, and wait_msg resets blocking mode), so a silent broker raises
+    # ETIMEDOUT instead of hanging. Writes are buffered until the next read, flush() or close(), so each
+    # MQTT packet leaves as one TLS record. umqtt writes topics and the client id as str, and the fixed
+    # header and packet id as write(bytearray, n) (shared/umqtt-simple/socket-calls.json).
     def __init__(self, sock, timeout_ms):
         self.s = sock
         self.t = timeout_ms
@@ -58,40 +69,113 @@ class _TimedSock:
         return b
 
     def write(self, b, n=None):
+        if isinstance(b, str):
+            b = b.encode()
         if n is None:
             n = len(b)
+        elif n < len(b):
+            b = memoryview(b)[:n]
         if self.n + n > _WBUF:
             self.flush()
         if n > _WBUF:
-            return self.s.write(b if n == len(b) else memoryview(b)[:n])
-        self.buf[self.n:self.n + n] = b if n == len(b) else memoryview(b)[:n]
+            return self.s.write(b)
+        self.buf[self.n:self.n + n] = b
         self.n += n
         return n
 
     def close(self):
-        self.s.close()
+        try:
+            self.flush()
+        finally:
+            self.s.close()
+
+
+class _Tls:
+    # Passed to MQTTClient as ssl=: every version calls wrap_socket(sock, server_hostname=host) on it.
+    def __init__(self, ctx, timeout_ms):
+        self.ctx = ctx
+        self.t = timeout_ms
+        self.link = None  # type: Any
+
+    def wrap_socket(self, sock, server_hostname=None):
+        try:
+            sock.setsockopt(_NODELAY[0], _NODELAY[1], 1)
+        except (OSError, TypeError):  # a port without TCP_NODELAY: coalescing alone keeps one record per packet
+            pass
+        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t)
+        return self.link
+
+
+class _Net:
+    # Replaces the socket module inside umqtt.simple: each socket it opens has a timeout from birth, so
+    # the TCP connect and the TLS handshake time out even where connect() has no timeout (1.4.0).
+    def __init__(self, timeout_s):
+        self.t = timeout_s
+        self.made = 0
+
+    def getaddrinfo(self, *a):
+        return socket.getaddrinfo(*a)
+
+    def socket(self, *a):
+        s = socket.socket(*a)
+        s.settimeout(self.t)
+        self.made += 1
+        return s
+
+
+_timeout_kw = None  # does this umqtt.simple's connect() take timeout=? (None: not known yet)
+
+
+def _connect(c, net, timeout_s):
+    # connect(timeout=) where the client has it (1.5.0 on), plain connect() where it has not (1.4.0)
+    global _timeout_kw
+    if _timeout_kw is not False:
+        made = net.made
+        try:
+            c.connect(timeout=timeout_s)
+            _timeout_kw = True
+            return
+        except TypeError:
+            if _timeout_kw or net.made != made:  # raised after it started: a real bug, not the signature
+                raise
+            _timeout_kw = False  # refused the keyword before opening a socket
+    c.connect()
 
 
 def why(e):
     # one short reason for a failure, with a hint for the TLS errors users meet
     if isinstance(e, OSError) and e.args:
         c = e.args[0]
+        if isinstance(c, str):
+            return c
         if c in _HINTS:
             return "%s (%s)" % (_HINTS[c], c)
-        if c == _ETIMEDOUT:
+        if c in (_ETIMEDOUT, 11, 115):  # ETIMEDOUT; EAGAIN, EINPROGRESS from a socket timeout
             return "timed out"
         return "OSError %s" % (e.args,)
-    if isinstance(e, ValueError) and "ertificate" in str(e):  # mbedTLS verify failure, as MicroPython raises it
+    if isinstance(e, ValueError):  # mbedTLS verify failure, as MicroPython raises it
         return "%s (%s)" % (_HINTS[-0x2700], str(e).strip())
     if isinstance(e, MQTTException):
         return "CONNACK refused, code %s (1-5: protocol, id, unavailable, user, not authorised)" % (e.args,)
+    if isinstance(e, MemoryError):
+        import gc
+        gc.collect()
+        return "out of memory (heap free %d)" % gc.mem_free()
     return "%s %s" % (type(e).__name__, e.args)
+
+
+def is_link_error(e):
+    # True for what a dead or refusing link raises; False for a programming error
+    if isinstance(e, LINK_ERRORS) or isinstance(e, MemoryError):
+        return True
+    return isinstance(e, ValueError) and "ertificate" in str(e)  # mbedTLS: "invalid certificate"...
 
 
 class Session:
     def __init__(self, cfg, ctx, status_topic, net_up=None):
         self.cfg = cfg
-        self.ctx = ctx
+        self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000)
+        self.net = _Net(cfg["connect_timeout_s"])
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
         self.c = None  # type: Any
@@ -101,31 +185,50 @@ class Session:
         self.last_tx = 0  # type: Any
         self.ping_at = None
         self.connects = 0
+        self.bugs = 0
+        self.seen = []  # bug signatures whose traceback was printed
         self.ka_ms = cfg["keepalive_s"] * 1000
         self.ack_ms = cfg["puback_timeout_s"] * 1000
 
-    def close(self):
-        if self.c:
+    def close(self, disconnect=False):
+        # disconnect: a planned stop sends DISCONNECT, so the broker does not publish the Last Will
+        c, self.c = self.c, None
+        if c and c.sock is not None:
             try:
-                self.c.sock.close()
-            except Exception:
+                if disconnect:
+                    c.disconnect()
+                else:
+                    c.sock.close()
+            except OSError:
                 pass
-            self.c = None
 
     def retry_in(self):
         # ms until the next CONNECT is allowed (0 when connected or due)
         return 0 if self.c else max(0, time.ticks_diff(self.retry_at, time.ticks_ms()))
 
-    def _lost(self, e, doing):
+    def _failed(self, e, doing):
+        # close and schedule the next CONNECT; a link error gets one line, a bug its traceback
         self.close()
+        bug = not is_link_error(e)
+        if bug:
+            self.bugs += 1
+            sig = "%s %s" % (type(e).__name__, e)
+            if sig not in self.seen and len(self.seen) < 8:
+                self.seen.append(sig)
+                log.error("BUG while %s (not a link failure; please report it):" % (doing or "bringing the network up"))
+                sys.print_exception(e)
+            doing = "%s: BUG %s, %d so far" % (doing or "network", sig, self.bugs)
         self.attempt += 1
         win = min(self.cfg["backoff_cap_s"], self.cfg["backoff_base_s"] * (1 << min(self.attempt - 1, 16)))
         delay = random.getrandbits(16) * win / 65536  # full jitter over the window
         since = time.ticks_diff(time.ticks_ms(), self.last_connect) / 1000
         delay = max(delay, 1 - since)  # never more than one CONNECT per second
         self.retry_at = time.ticks_add(time.ticks_ms(), int(delay * 1000))
-        log.warn("link lost while %s: %s; reconnect in %.1f s (attempt %d, window %d s)"
-                 % (doing, why(e), delay, self.attempt, win))
+        if bug:
+            log.error("%s; reconnect in %.1f s (attempt %d, window %d s)" % (doing, delay, self.attempt, win))
+        else:
+            log.warn("%s: %s; reconnect in %.1f s (attempt %d, window %d s)"
+                     % ("link lost while " + doing if doing else "network down", why(e), delay, self.attempt, win))
 
     def connect(self):
         # one attempt, if the back-off allows; False if not connected afterwards
@@ -135,24 +238,32 @@ class Session:
             return False
         cfg = self.cfg
         self.last_connect = time.ticks_ms()
-        try:
-            if self.net_up:
+        doing = "connecting to %s:%d" % (cfg["broker_host"], cfg["broker_port"])
+        if self.net_up:
+            try:
                 self.net_up()
+            except Exception as e:
+                self._failed(e, None)
+                return False
+        try:
             c = MQTTClient(cfg["client_id"], cfg["broker_host"], port=cfg["broker_port"],
-                           keepalive=cfg["keepalive_s"], ssl=self.ctx)
+                           keepalive=cfg["keepalive_s"], ssl=self.tls)
             c.set_last_will(self.status, b"offline", retain=True, qos=1)
             self.c = c
-            c.connect(timeout=cfg["connect_timeout_s"])
-        except Exception as e:  # OSError, MQTTException, AssertionError, IndexError...
-            self._lost(e, "connecting to %s:%d" % (cfg["broker_host"], cfg["broker_port"]))
+            self.tls.link = None
+            _mq.socket = self.net  # type: ignore[attr-defined]  # module global every version uses
+            _connect(c, self.net, cfg["connect_timeout_s"])
+        except Exception as e:
+            self._failed(e, doing)
             return False
-        c.sock = _TimedSock(c.sock, self.ack_ms)
+        link = self.tls.link
+        link.t = self.ack_ms
         self.connects += 1
         self.ping_at = None
         try:
-            ci = c.sock.s.cipher()
+            ci = link.s.cipher()
             tls = "%s %s" % (ci[1], ci[0])
-        except Exception:
+        except Exception:  # cipher() is missing on older ports: only the log line loses detail
             tls = "TLS"
         log.info("connected to %s:%d with %s as %s" % (cfg["broker_host"], cfg["broker_port"], tls, cfg["client_id"]))
         return self._send(self.status, b"online", True, "announcing online")
@@ -161,7 +272,7 @@ class Session:
         try:
             self.c.publish(topic, msg, retain, 1)  # QoS 1: returns once the PUBACK came
         except Exception as e:
-            self._lost(e, doing)
+            self._failed(e, doing)
             return False
         self.last_tx = time.ticks_ms()
         return True
@@ -186,16 +297,17 @@ class Session:
                 try:
                     self.c.check_msg()
                     now = time.ticks_ms()
+                    link = self.c.sock
                     if self.ping_at is not None:
-                        if time.ticks_diff(self.c.sock.rx, self.ping_at) >= 0:
+                        if time.ticks_diff(link.rx, self.ping_at) >= 0:
                             self.ping_at = None  # PINGRESP (or anything) came back
                         elif time.ticks_diff(now, self.ping_at) > self.ack_ms:
                             raise OSError(_ETIMEDOUT)
                     if self.ping_at is None and time.ticks_diff(now, self.last_tx) >= self.ka_ms // 2:
                         self.c.ping()
-                        self.c.sock.flush()
+                        link.flush()
                         self.last_tx = self.ping_at = now
                 except Exception as e:
-                    self._lost(e, "idle (keepalive)")
+                    self._failed(e, "idle (keepalive)")
                     return
             time.sleep_ms(min(left, 200))

@@ -20,7 +20,10 @@ EPILOGS = {
               "  sensorpub broker start --port 8884 --aws-policy --server-fleet amazon-standin   # AWS rehearsal\n"
               "  sensorpub broker logs -n 20\n  sensorpub broker stop",
     "vboard": "examples:\n  sensorpub vboard start                 # prints the pty to give to mpremote\n"
-              "  sensorpub vboard start --heapsize 64k --erase\n  sensorpub vboard status\n"
+              "  sensorpub vboard start --heapsize 64k --erase\n"
+              "  sensorpub vboard start --name esp --board esp32_generic --micropython 1.24 --erase\n"
+              "  sensorpub vboard hw --name esp wifi.up=false      # the access point goes away\n"
+              "  sensorpub vboard hw --name esp dht22.fault=timeout\n  sensorpub vboard status\n"
               "  mpremote connect $(sensorpub vboard port) fs ls\n  sensorpub vboard stop",
     "aws": "examples:\n  sensorpub aws register-ca --region eu-west-1\n  sensorpub aws register-device dev1\n"
            "  sensorpub aws register-verifier\n  sensorpub aws endpoint\n"
@@ -28,7 +31,7 @@ EPILOGS = {
            "  sensorpub aws register-ca --jitp jitp.json --jitp-role arn:aws:iam::123456789012:role/sensorpub-jitp\n"
            "  sensorpub aws teardown dev1 --yes\n  sensorpub aws teardown --all\n"
            "region and credentials come from --region/--profile or the usual AWS_REGION, AWS_PROFILE, ~/.aws files",
-    "flash": "examples:\n  sensorpub flash --port vboard --device dev1 --board unix --interval 2\n"
+    "flash": "examples:\n  sensorpub flash --port vboard --device dev1 --interval 2   # --board inferred\n"
              "  sensorpub flash --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
              "      --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD\n"
              "  sensorpub flash --target aws --region eu-west-1 --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
@@ -329,11 +332,22 @@ def argparse_vboard(sub):
                        epilog=EPILOGS["vboard"], formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
     for name, helptext in (("start", "start it; prints the pty path"), ("stop", "stop it (the flash image stays)"),
-                           ("status", "is it running, on which pty"), ("port", "print the pty path only")):
+                           ("status", "is it running, on which pty"), ("port", "print the pty path only"),
+                           ("hw", "an emulated ESP32's hardware: show it (JSON), or script faults with KEY=VALUE")):
         a = s.add_parser(name, help=helptext, description=helptext)
         a.add_argument("--name", default="vb0", help="which virtual board (default: vb0)")
+        if name == "hw":
+            a.add_argument("set", nargs="*", metavar="KEY=VALUE",
+                           help="e.g. wifi.up=false, wifi.in_range=false, dht22.fault=timeout (null clears), "
+                                "ds18b20.fault=absent, ntp.reachable=false")
         if name == "start":
-            a.add_argument("--heapsize", default="100k", help="MicroPython heap, like an ESP32's (default: 100k)")
+            a.add_argument("--board", default="unix", help="unix (default), or an emulated ESP32: esp32_generic, "
+                                                           "esp32_s3, esp32_c3")
+            a.add_argument("--micropython", help="emulated ESP32: the MicroPython release it runs, e.g. 1.24 "
+                                                 "(default: the newest supported); decides the frozen umqtt.simple")
+            a.add_argument("--umqtt", help="the frozen umqtt.simple instead: standin, standin-1.4.0, real-1.4.0 "
+                                           "(from UMQTT_VERSIONS), a folder holding umqtt/simple.py, or none")
+            a.add_argument("--heapsize", help="MicroPython heap (default: 100k; an emulated ESP32: its real heap)")
             a.add_argument("--flash-kb", type=int, default=2048, help="LittleFS flash size in KB (default: 2048)")
             a.add_argument("--erase", action="store_true", help="start with an erased flash")
 
@@ -342,14 +356,23 @@ def do_vboard(args):
     from .vboard import VBoard
     vb = VBoard(args.name)
     if args.action == "start":
-        st = vb.start(args.heapsize, args.flash_kb, args.erase)
+        st = vb.start(args.heapsize, args.flash_kb, args.erase, board=args.board, micropython=args.micropython,
+                      umqtt=args.umqtt)
         print(st["pty"])
-        _say(f"virtual board {args.name!r} running (heap {args.heapsize}, flash {args.flash_kb} KB); "
-             f"console: sensorpub console --port vboard:{args.name} -f")
+        mp = f", MicroPython {st['micropython']}" if st.get("micropython") else ""
+        _say(f"virtual board {args.name!r} running: {args.board}{mp}, {st['umqtt']}, heap {st['heapsize']}, "
+             f"flash {args.flash_kb} KB; console: sensorpub console --port vboard:{args.name} -f")
     elif args.action == "stop":
         print("stopped" if vb.stop() else f"virtual board {args.name!r} was not running")
     elif args.action == "port":
         print(vb.port)
+    elif args.action == "hw":
+        from .vboard import hw
+        if not (vb.rom / "hw.json").exists():
+            raise CommandError(f"virtual board {args.name!r} is not an emulated ESP32: "
+                               "'sensorpub vboard start --board esp32_generic' first")
+        state = hw.update(vb.rom, hw.parse_faults(args.set)) if args.set else hw.read(vb.rom)
+        print(json.dumps(state, indent=1, sort_keys=True))
     else:
         st = vb.state()
         print(f"running on {st['pty']} (pid {st['pid']}, heap {st['heapsize']}, console {vb.console_log})"
@@ -364,7 +387,8 @@ def argparse_flash(sub):
     _fleet(p)
     p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME' for a virtual board")
     p.add_argument("--device", required=True, help="device identity to install (from 'sensorpub pki device')")
-    p.add_argument("--board", required=True, help="board file from boards/ (unix, esp32_generic, esp32_s3, esp32_c3)")
+    p.add_argument("--board", help="board file from boards/ (unix, esp32_generic, esp32_s3, esp32_c3); default: the one "
+                                   "that fits what the board reports (a mismatch is refused)")
     p.add_argument("--target", choices=("local", "aws"), default="local",
                    help="local Mosquitto (default) or AWS IoT Core: endpoint, Amazon Root CA 1, client id = thing name")
     p.add_argument("--broker-host", help="broker host as the board sees it (default: localhost; with --target aws "
@@ -408,7 +432,7 @@ def do_flash(args):
     cfg = build_config(args.device, host, args.broker_port, args.interval, extra)
     files = flash(args.port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
                   progress=_say, ca_der=ca_der)
-    print(f"flashed {args.device} ({args.board}) on {args.port} for {host}:{args.broker_port}: {len(files)} files")
+    print(f"flashed {args.device} on {args.port} for {host}:{args.broker_port}: {len(files)} files")
     return 0
 
 

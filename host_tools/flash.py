@@ -2,10 +2,10 @@
 
 Only the device's three DER files go to the board: never the CA key, never a PEM key.
 """
+import ast
 import hashlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -57,15 +57,21 @@ def parse_sets(items: List[str]) -> dict:
     return out
 
 
-def umqtt_source() -> Path:
-    """$UMQTT_LIB/umqtt/simple.py (a real copy) when set, else this project's stand-in."""
-    lib = os.environ.get("UMQTT_LIB")
-    if lib:
-        p = Path(lib) / "umqtt" / "simple.py"
-        if not p.exists():
-            raise CommandError(f"UMQTT_LIB={lib} has no umqtt/simple.py: point it at the folder holding umqtt/")
-        return p
-    return Path(__file__).resolve().parent / "vboard" / "umqtt" / "simple.py"
+def board_modules(board: str) -> List[Path]:
+    """boards/<board>.py and every module of boards/ it imports, directly or not (e.g. _esp32.py)."""
+    root = project_root() / "boards"
+    out: List[Path] = []
+    todo = [root / f"{board}.py"]
+    while todo:
+        src = todo.pop()
+        if src in out:
+            continue
+        out.append(src)
+        for node in ast.walk(ast.parse(src.read_text(), str(src))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            todo += [root / f"{n}.py" for n in names if (root / f"{n}.py").exists()]
+    return out
 
 
 def mpy_compile(src: Path, out_dir: Path) -> Path:
@@ -100,35 +106,39 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
             files["/" + src.stem + ".mpy"] = mpy_compile(src, tmp).read_bytes()
         else:
             files["/" + src.name] = src.read_bytes()
-    bsrc = root / "boards" / f"{board}.py"
-    if mpy:
-        b = tmp / "board.py"
-        b.write_bytes(bsrc.read_bytes())
-        files["/board.mpy"] = mpy_compile(b, tmp).read_bytes()
-    else:
-        files["/board.py"] = bsrc.read_bytes()
+    for i, bsrc in enumerate(board_modules(board)):
+        name = "board" if i == 0 else bsrc.stem  # the board file is /board.py; what it imports keeps its name
+        if mpy:
+            b = tmp / f"{name}.py"
+            b.write_bytes(bsrc.read_bytes())
+            files[f"/{name}.mpy"] = mpy_compile(b, tmp).read_bytes()
+        else:
+            files[f"/{name}.py"] = bsrc.read_bytes()
     for name in CRED_FILES:
         files["/certs/" + name] = (ddir / name).read_bytes()
     if ca_der is not None:
         files["/certs/ca.der"] = ca_der
     files["/config.json"] = json.dumps(config, indent=1).encode()
-    if board == "unix":  # a real ESP32 has umqtt.simple frozen in; the virtual board gets it precompiled
-        u = tmp / "umqtt"
-        u.mkdir()
-        (u / "simple.py").write_bytes(umqtt_source().read_bytes())
-        files["/lib/umqtt/simple.mpy"] = mpy_compile(u / "simple.py", u).read_bytes()
     return files
 
 
-def flash(port: str, fleet: str, device: str, board: str, config: dict, mpy: bool = False, reset: bool = True,
-          progress: Callable[[str], None] = lambda m: None, ca_der: Optional[bytes] = None) -> Dict[str, bytes]:
+def flash(port: str, fleet: str, device: str, board: Optional[str], config: dict, mpy: bool = False,
+          reset: bool = True, progress: Callable[[str], None] = lambda m: None,
+          ca_der: Optional[bytes] = None) -> Dict[str, bytes]:
+    """Probe the board, refuse what cannot work, write and verify every file, reset. `board` None: inferred."""
+    from .probe import check, probe
     from .transport import Device
-    with tempfile.TemporaryDirectory() as t:
-        files = plan(fleet, device, board, config, mpy, Path(t), ca_der)
-    total = sum(len(b) for b in files.values())
+    if board is not None and board not in boards():
+        raise CommandError(f"unknown board {board!r}: use one of {', '.join(boards())}")
     progress(f"connecting to {port}")
     dev = Device(port)
     try:
+        info = probe(dev)
+        progress(f"found {info.describe()}")
+        board = check(info, board)
+        with tempfile.TemporaryDirectory() as t:
+            files = plan(fleet, device, board, config, mpy, Path(t), ca_der)
+        total = sum(len(b) for b in files.values())
         free = dev.free_bytes()
         if total > free:
             raise CommandError(f"the board's flash is full: {total} bytes to write, {free} free; "

@@ -65,11 +65,37 @@ def run_cli(*args, env=None, timeout=120):
                           env=e, timeout=timeout)
 
 
+def umqtt_params():
+    """The frozen umqtt.simple sources a firmware suite runs against: the stand-in, and every real copy in
+    $UMQTT_VERSIONS. With no real copy, one param that skips with the reason (and fails in CI)."""
+    from host_tools.umqtt_versions import real_versions
+    real = sorted(real_versions())
+    if real:
+        return ["standin"] + [f"real-{v}" for v in real]
+    return ["standin", "real-missing"]
+
+
+def need_real(source):
+    if source == "real-missing":
+        why = ("no real umqtt.simple: set UMQTT_VERSIONS to a folder of versions/<X.Y.Z>/umqtt/simple.py "
+               "(CI uses ../shared/umqtt-simple/versions)")
+        if os.environ.get("CI"):
+            pytest.fail(why + " -- in CI the real clients must run")
+        pytest.skip(why)
+
+
 @pytest.fixture
-def vboard(home):
+def umqtt():
+    """Which umqtt.simple the virtual board freezes; firmware suites override this with all versions."""
+    return "standin"
+
+
+@pytest.fixture
+def vboard(home, umqtt):
     from host_tools.vboard import VBoard
+    need_real(umqtt)
     vb = VBoard("t0")
-    vb.start(erase=True)
+    vb.start(erase=True, umqtt=umqtt)
     yield vb
     vb.stop()
 

@@ -54,3 +54,54 @@ class Collector:
         with self.cond:
             self.cond.wait_for(lambda: len(self.messages) >= n, timeout)
         return list(self.messages)
+
+
+class Blackhole:
+    """A local TCP port where a broker never answers. 'silent': accepts and never sends a byte (the TLS
+    handshake waits forever); 'syn': the accept queue is kept full, so Linux drops new SYNs and a TCP
+    connect never completes (as with a broker behind a firewall that drops packets)."""
+
+    def __init__(self, mode):
+        import socket
+        self.mode = mode
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(0 if mode == "syn" else 8)
+        self.port = self.srv.getsockname()[1]
+        self.held = []
+        if mode == "syn":
+            for _ in range(3):  # fill the queue; connects that do not complete are just left pending
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", self.port))
+                self.held.append(c)
+            time.sleep(0.2)
+        else:
+            self.t = threading.Thread(target=self._accept, daemon=True)
+            self.t.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def connect_completes(self, timeout=1.0):
+        """Positive control for 'syn': does a fresh TCP connect complete within timeout?"""
+        import socket
+        s = socket.socket()
+        s.settimeout(timeout)
+        try:
+            s.connect(("127.0.0.1", self.port))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def close(self):
+        for c in self.held:
+            c.close()
+        self.srv.close()

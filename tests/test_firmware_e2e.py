@@ -1,8 +1,18 @@
-"""The device end to end: real mpremote, the virtual board, real Mosquitto with mTLS, verify."""
+"""The device end to end: real mpremote, the virtual board, real Mosquitto with mTLS, verify.
+
+Runs once per umqtt.simple the board can have frozen: the stand-in and each real copy in $UMQTT_VERSIONS.
+"""
 import json
 import time
 
 import pytest
+
+from conftest import umqtt_params
+
+
+@pytest.fixture(params=umqtt_params())
+def umqtt(request):
+    return request.param
 
 from board_helpers import Console, mpremote
 from helpers import Collector, client_for
@@ -183,3 +193,20 @@ def test_flash_never_copies_ca_key_or_pem_keys(flashed, vboard, fleet):
     assert ".pem" not in r.stdout and "ca.key" not in r.stdout
     r = mpremote(vboard.port, "exec", "import os\nfor d in ('/', '/certs', '/lib', '/lib/umqtt'):\n print(d, os.listdir(d))")
     assert "key.pem" not in r.stdout and "ca.key" not in r.stdout
+
+
+@pytest.mark.parametrize("mode", ["silent", "syn"])
+def test_blackholed_broker_never_hangs_the_board(flashed, mode):
+    # connect must time out with every umqtt.simple version: 1.4.0's connect() takes no timeout
+    from helpers import Blackhole
+    hole = Blackhole(mode)
+    try:
+        if mode == "syn":
+            assert not hole.connect_completes(), "the blackhole let a TCP connect through"
+        con = flashed(broker_port=hole.port, connect_timeout_s=2, backoff_cap_s=2)
+        found = con.expect(r"WARN link lost while connecting to localhost:\d+: timed out; reconnect in [\d.]+ s "
+                           r"\(attempt (\d+)", timeout=25, count=3)
+        assert [int(m.group(1)) for m in found][:3] == [1, 2, 3]
+        assert "Traceback" not in con.text() and "BUG" not in con.text(), con.evidence()
+    finally:
+        hole.close()

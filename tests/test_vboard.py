@@ -116,3 +116,32 @@ def test_real_board_flash_and_publish(request, fleet, broker):
     from helpers import Collector, client_for
     col = Collector(client_for(fleet, "verifier", broker.port), "devices/dev1/telemetry")
     assert len(col.wait_for(2, timeout=90)) >= 2
+
+
+@pytest.mark.parametrize("source", ["standin-1.4.0", "standin-1.6.0", "standin-1.7.0", "standin-1.8.0",
+                                    "real-1.4.0", "real-1.6.0", "real-1.7.0", "real-1.8.0"])
+def test_probe_tells_the_frozen_umqtt_by_behaviour(home, source):
+    from conftest import need_real
+    from host_tools.probe import probe
+    from host_tools.transport import Device
+    from host_tools.umqtt_versions import real_versions
+    if source.startswith("real-") and source[5:] not in real_versions():
+        need_real("real-missing")
+    vb = VBoard("p0")
+    vb.start(erase=True, umqtt=source)
+    try:
+        dev = Device("vboard:p0")
+        try:
+            info = probe(dev)
+        finally:
+            dev.close()
+        assert info.umqtt_version == source.split("-", 1)[1], info
+        assert info.board == "unix" and info.platform == "linux" and info.free > 1024 * 1024
+    finally:
+        vb.stop()
+
+
+def test_board_modules_follow_the_imports():
+    from host_tools.flash import board_modules
+    assert [p.name for p in board_modules("esp32_s3")] == ["esp32_s3.py", "_esp32.py"]
+    assert [p.name for p in board_modules("unix")] == ["unix.py"]

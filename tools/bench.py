@@ -1,7 +1,9 @@
 """`make bench`: figures for the device path on this machine (virtual board, real Mosquitto, mTLS).
 
-Prints: flash time and size (.py and .mpy), time to first delivered reading after reset, and
-1,000 fast cycles under -X heapsize=64k with the live heap after gc.collect() every 100 cycles.
+Prints: flash time and size (.py and .mpy), time to first delivered reading after reset,
+1,000 fast cycles under -X heapsize=64k with the live heap after gc.collect() every 100 cycles, and
+TLS records per MQTT packet with connect/publish times against umqtt.simple on a bare SSLContext
+(tools/bench_tls.py), for every real umqtt.simple in $UMQTT_VERSIONS.
 """
 import os
 import re
@@ -58,6 +60,10 @@ def main():
             print(f"  {int(c):>5}  {f}  {a}")
         print(f"MemoryError: {'yes' if 'MemoryError' in text else 'no'}; "
               f"heap growth cycle 200 -> 1000: {int(stats[-1][2]) - int(stats[1][2])} bytes")
+        vb.stop()
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_tls
+        bench_tls.main(pki.Fleet("demo").device_dir("dev1"), b.port)
     finally:
         vb.stop()
         b.stop()

@@ -2,6 +2,11 @@
 
 `VBoard` starts/stops a supervisor process (see supervisor.py) that owns the pty, runs the
 interpreter with runtime.py, restarts it on soft/hard reset, and tees its output to console.log.
+
+Its ROM folder (run/vboard-NAME/rom, mounted at /.vb on the board) holds what a firmware build
+brings: frozen/ (umqtt.simple of the chosen version and, for an ESP32, dht, onewire, ds18x20,
+ntptime), and for an emulated ESP32 the board profile, the emulated hardware's state (hw.json, which
+the host changes to script faults) and the modules that stand in for machine, network and esp32.
 """
 import json
 import os
@@ -20,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 BLOCK = 4096
 DEFAULT_HEAP = "100k"
 DEFAULT_FLASH_KB = 2048
+ESP32_FROZEN = ("dht.py", "onewire.py", "ds18x20.py", "ntptime.py")  # frozen .py in stock ESP32 firmware
 
 
 def micropython_binary() -> str:
@@ -62,9 +68,8 @@ class VBoard:
     def state(self) -> Optional[dict]:
         try:
             st = json.loads(self.state_file.read_text())
-            os.kill(st["pid"], 0)
-            return st
-        except (FileNotFoundError, ValueError, KeyError, ProcessLookupError):
+            return st if _alive(st["pid"]) else None
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
 
     @property
@@ -74,11 +79,21 @@ class VBoard:
             raise CommandError(f"virtual board {self.name!r} is not running: 'sensorpub vboard start'")
         return st["pty"]
 
-    def start(self, heapsize: str = DEFAULT_HEAP, flash_kb: int = DEFAULT_FLASH_KB, erase: bool = False,
-              timeout: float = 10.0) -> dict:
+    @property
+    def rom(self) -> Path:
+        return self.dir / "rom"
+
+    def start(self, heapsize: Optional[str] = None, flash_kb: int = DEFAULT_FLASH_KB, erase: bool = False,
+              timeout: float = 10.0, board: str = "unix", micropython: Optional[str] = None,
+              umqtt: Optional[str] = None) -> dict:
+        """Start the board. `board`: unix or an emulated ESP32 (esp32_generic, esp32_s3, esp32_c3) running
+        MicroPython release `micropython` (default: the newest supported) with that release's frozen
+        umqtt.simple. `umqtt` overrides it: standin, standin-X.Y.Z, real-X.Y.Z, a folder, or none."""
         if self.state():
             raise CommandError(f"virtual board {self.name!r} is already running on {self.port}: "
                                f"'sensorpub vboard stop --name {self.name}' first")
+        prof = self._write_rom(board, micropython, umqtt, erase)
+        heapsize = heapsize or prof.get("heapsize") or DEFAULT_HEAP
         _check_heapsize(heapsize)
         if flash_kb < 64 or flash_kb % 4:
             raise CommandError(f"--flash-kb {flash_kb}: give a multiple of 4, at least 64")
@@ -95,25 +110,77 @@ class VBoard:
         while time.monotonic() < deadline:
             st = self.state()
             if st and st.get("ready"):
-                return st
+                return dict(st, board=board, umqtt=prof["umqtt"], micropython=prof.get("micropython"))
+
             time.sleep(0.05)
         self.stop()
         tail = (self.dir / "supervisor.log").read_text(errors="replace").strip().splitlines()[-1:]
         raise CommandError(f"virtual board did not start: {tail[0] if tail else 'no output'}")
+
+    def _write_rom(self, board: str, micropython: Optional[str], umqtt: Optional[str], erase: bool) -> dict:
+        from ..umqtt_versions import FIRMWARE_UMQTT, install_umqtt, real_versions
+        rom = self.rom
+        for sub in ("frozen", "esp32"):
+            shutil.rmtree(rom / sub, ignore_errors=True)
+        if erase:  # a power cycle: RTC memory and clock go; the hardware set-up (hw.json) is kept
+            for f in ("rtc.json", "rtc_mem.bin", "sleep.json", "wdt.expired"):
+                (rom / f).unlink(missing_ok=True)
+        (rom / "frozen").mkdir(parents=True)
+        if board == "unix":
+            if micropython:
+                raise CommandError("--micropython applies to an emulated ESP32 board: add --board esp32_generic")
+            prof: dict = {"board": "unix"}
+            (rom / "profile.json").unlink(missing_ok=True)
+            source = umqtt or os.environ.get("UMQTT_LIB") or "standin"
+        else:
+            from . import hw, profiles
+            prof = profiles.profile(board, micropython)
+            want = FIRMWARE_UMQTT[".".join(prof["micropython"].split(".")[:2])]
+            source = umqtt or ("real-" + want if want in real_versions() else "standin-" + want)
+            shutil.copytree(HERE / "esp32", rom / "esp32", ignore=shutil.ignore_patterns("__pycache__"))
+            for mod in ESP32_FROZEN:
+                shutil.copy(HERE / "frozen" / mod, rom / "frozen" / mod)
+            if erase or not (rom / "hw.json").exists():
+                hw.write(rom, hw.DEFAULT_HW)
+        if source == "none":
+            prof["umqtt"] = "none (this build freezes no umqtt.simple)"
+        else:
+            prof["umqtt"] = install_umqtt(rom / "frozen", source)
+        if board != "unix":
+            (rom / "profile.json").write_text(json.dumps(prof, indent=1))
+        return prof
 
     def stop(self) -> bool:
         st = self.state()
         if not st:
             return False
         os.kill(st["pid"], signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(st["pid"], 0)
-            except ProcessLookupError:
+        for _ in range(200):
+            if not _alive(st["pid"]):
                 break
-            time.sleep(0.05)
+            time.sleep(0.025)
         self.state_file.unlink(missing_ok=True)
         return True
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie: a supervisor this process started stays one until it is reaped."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # started by another process (the CLI): look at its state instead
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): signal 0 tells
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
 
 
 def _check_heapsize(h: str) -> None:

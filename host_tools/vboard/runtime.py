@@ -1,7 +1,9 @@
 # The virtual board's "ROM" (MicroPython, Unix port). Mounts a LittleFS image at / like an ESP32's
 # flash, runs boot.py and main.py, and speaks the REPL protocols mpremote uses: friendly, raw, and
 # raw-paste. Resets end the process with a code; the host supervisor restarts it.
-# argv: runtime.py IMAGE BLOCKS MODE   (MODE: boot | raw)
+# argv: runtime.py IMAGE BLOCKS MODE ROM CAUSE   (MODE: boot | raw; ROM: the host folder mounted read-write
+# at /.vb, holding frozen/ (modules a firmware build freezes), profile.json and, for an emulated ESP32,
+# esp32/ (machine, network... see esp32/vbhw.py); CAUSE: machine.reset_cause() after this boot)
 import sys
 import vfs
 import os
@@ -9,6 +11,7 @@ import vbmachine
 
 SOFT_RAW = 10
 SOFT_FRIENDLY = 11
+DEEPSLEEP = 13  # machine.deepsleep(): the host restarts us after the sleep (ROM/sleep.json)
 WINDOW = 256
 BS = 4096
 
@@ -37,7 +40,7 @@ class Bdev:
         return 0
 
 
-def mount(image, blocks):
+def mount(image, blocks, rom):
     bdev = Bdev(open(image, "r+b"), blocks)
     try:
         fs = vfs.VfsLfs2(bdev)
@@ -46,11 +49,11 @@ def mount(image, blocks):
         vfs.VfsLfs2.mkfs(bdev)
         fs = vfs.VfsLfs2(bdev)
     vfs.umount("/")
+    vfs.mount(vfs.VfsPosix(rom), "/.vb")  # first in the mount table, so "/" does not shadow it
     vfs.mount(fs, "/")
     os.chdir("/")
     sys.path.clear()
-    sys.path.extend(["", ".frozen", "/lib"])  # as on an ESP32
-    sys.modules["machine"] = vbmachine
+    sys.path.extend(["", ".frozen", "/.vb/frozen", "/lib"])  # an ESP32's, plus where our frozen modules are
 
 
 def w(s):
@@ -75,7 +78,7 @@ def execute(src, name, raw):
         if raw:
             w(b"\x04\x04")
     except SystemExit as e:
-        if e.args and e.args[0] in (vbmachine.HARD, SOFT_FRIENDLY):
+        if e.args and e.args[0] in (vbmachine.HARD, SOFT_FRIENDLY, DEEPSLEEP):
             raise
         if raw:
             w(b"\x04\x04")
@@ -201,9 +204,24 @@ def friendly_repl():
                 sys.print_exception(e, sys.stdout)
 
 
+def emulate(cause):
+    # the board's hardware: the emulated ESP32 modules when the profile has them, else a minimal machine
+    try:
+        os.stat("/.vb/esp32/vbhw.py")
+    except OSError:
+        vbmachine.CAUSE = cause
+        sys.modules["machine"] = vbmachine
+        return
+    sys.path.insert(0, "/.vb/esp32")
+    import vbhw
+    sys.path.pop(0)
+    vbhw.install(cause)
+
+
 def main():
-    image, blocks, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    mount(image, blocks)
+    image, blocks, mode, rom, cause = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+    mount(image, blocks, rom)
+    emulate(cause)
     if mode == "raw":
         try:
             raw_repl()

@@ -2,7 +2,9 @@
 
 argv: DIR MICROPYTHON HEAPSIZE BLOCKS. Relays bytes between the pty master and the interpreter's
 stdin/stdout, turns Ctrl-C (0x03) into SIGINT (as a board's UART IRQ raises KeyboardInterrupt),
-appends all output to DIR/console.log, and restarts the interpreter when it exits with a reset code.
+appends all output to DIR/console.log, and restarts the interpreter when it exits with a reset code,
+after a deep sleep (DIR/rom/sleep.json), or when the emulated watchdog fired (DIR/rom/wdt.expired),
+telling it the reset cause machine.reset_cause() reports.
 """
 import errno
 import json
@@ -16,7 +18,10 @@ import tty
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESTART = {10: "raw", 11: "boot", 12: "boot"}  # soft reset from raw REPL, soft from friendly, hard
+RESTART = {10: "raw", 11: "boot", 12: "boot", 13: "boot"}  # soft (raw REPL), soft, machine.reset(), deepsleep
+# machine.reset_cause() values of the ESP32 port
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
+CAUSE_AFTER = {12: SOFT_RESET, 13: DEEPSLEEP_RESET}  # machine.reset() is a software reset on an ESP32
 
 
 def main(argv):
@@ -33,9 +38,12 @@ def main(argv):
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
 
+    rom = d / "rom"
+    cause = [PWRON_RESET]
+
     def spawn(mode):
         p = subprocess.Popen([mp, "-X", "heapsize=" + heapsize, str(HERE / "runtime.py"), str(d / "flash.img"),
-                              blocks, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              blocks, mode, str(rom), str(cause[0])], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, cwd=str(d), bufsize=0)
         os.set_blocking(p.stdout.fileno(), False)
         return p
@@ -62,8 +70,18 @@ def main(argv):
             if e.errno not in (errno.EAGAIN, errno.EIO):
                 raise
 
+    def say(text):
+        msg = f"\r\nvboard: {text}\r\n".encode()
+        console.write(msg)
+        to_pty(msg)
+
     while not stopping:
-        for key, _ in sel.select(timeout=0.2):
+        if (rom / "wdt.expired").exists() and child.poll() is None:
+            (rom / "wdt.expired").unlink()
+            child.kill()  # its stdout closes: the restart below sees WDT_RESET
+            cause[0] = WDT_RESET
+            say("watchdog timeout: resetting")
+        for key, _ in sel.select(timeout=0.1):
             if key.data == "pty":
                 try:
                     data = os.read(master, 4096)
@@ -100,12 +118,21 @@ def main(argv):
                 sel.unregister(child.stdout)
                 rc = child.wait()
                 mode = RESTART.get(rc)
-                if mode is None:
-                    msg = f"\r\nvboard: interpreter exited with code {rc}; rebooting in 1 s\r\n".encode()
-                    console.write(msg)
-                    to_pty(msg)
+                if cause[0] == WDT_RESET and rc < 0:
+                    mode = "boot"
+                elif mode is None:
+                    say(f"interpreter exited with code {rc}; rebooting in 1 s")
                     time.sleep(1)
                     mode = "boot"
+                    cause[0] = SOFT_RESET  # as a panic reboot reports
+                elif rc in CAUSE_AFTER:
+                    cause[0] = CAUSE_AFTER[rc]
+                if rc == 13:
+                    ms = _sleep_ms(rom)
+                    say(f"deep sleep for {ms} ms")
+                    end = time.monotonic() + ms / 1000
+                    while not stopping and time.monotonic() < end:
+                        time.sleep(min(0.05, max(0, end - time.monotonic())))
                 restarts += 1
                 child = spawn(mode)
                 heard = False
@@ -115,6 +142,13 @@ def main(argv):
         child.wait()
     link.unlink(missing_ok=True)
     (d / "state.json").unlink(missing_ok=True)
+
+
+def _sleep_ms(rom: Path) -> int:
+    try:
+        return max(0, int(json.loads((rom / "sleep.json").read_text())["ms"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 if __name__ == "__main__":

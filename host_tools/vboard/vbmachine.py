@@ -22,8 +22,11 @@ def freq(*_):
     return 240000000
 
 
+CAUSE = 1  # set by the runtime at boot
+
+
 def reset_cause():
-    return 1
+    return CAUSE
 
 
 def idle():
