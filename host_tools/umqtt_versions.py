@@ -61,6 +61,8 @@ def install_umqtt(dest: Path, source: str) -> str:
       a folder          holding umqtt/simple.py (or simple.mpy), e.g. what
                         `micropython -m mip install umqtt.simple` fetched.
     Raises CommandError, in one line, for anything else or a version that is not available."""
+    if not source:
+        raise CommandError(f"umqtt source is empty: give {_SOURCES}")
     if source == "standin" or source.startswith("standin-"):
         version = source[len("standin-"):] if source != "standin" else STANDIN_VERSIONS[-1]
         if version not in STANDIN_VERSIONS:

