@@ -2,6 +2,7 @@
 # from 1.4.0 on) speaks the protocol; link failures it raises are caught here: close, back off (full
 # jitter), reconnect. Callers never see socket errors. A programming error is not a lost link: its
 # traceback goes to the console, it is counted, and the session backs off all the same.
+import errno
 import random
 import select
 import socket
@@ -17,7 +18,8 @@ import log
 if False:  # for the type checker only; costs nothing on the board
     from typing import Any
 
-_ETIMEDOUT = const(110)
+_ETIMEDOUT = errno.ETIMEDOUT  # 116 on an ESP32 (newlib), 110 on Linux
+_TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, errno.EINPROGRESS)  # what a socket timeout raises
 _WBUF = const(512)
 _NODELAY = (getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1))  # lwIP and Linux agree
 # mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
@@ -150,7 +152,7 @@ def why(e):
             return c
         if c in _HINTS:
             return "%s (%s)" % (_HINTS[c], c)
-        if c in (_ETIMEDOUT, 11, 115):  # ETIMEDOUT; EAGAIN, EINPROGRESS from a socket timeout
+        if c in _TIMEOUTS:
             return "timed out"
         return "OSError %s" % (e.args,)
     if isinstance(e, ValueError):  # mbedTLS verify failure, as MicroPython raises it
@@ -269,6 +271,8 @@ class Session:
         return self._send(self.status, b"online", True, "announcing online")
 
     def _send(self, topic, msg, retain, doing):
+        if self.c.pid >= 65535:  # umqtt.simple never wraps its packet id: 65536 goes out as 0 and never matches
+            self.c.pid = 0
         try:
             self.c.publish(topic, msg, retain, 1)  # QoS 1: returns once the PUBACK came
         except Exception as e:

@@ -135,7 +135,8 @@ class VBoard:
         else:
             from . import hw, profiles
             prof = profiles.profile(board, micropython)
-            want = FIRMWARE_UMQTT[".".join(prof["micropython"].split(".")[:2])]
+            # 1.22 and older froze an older umqtt.simple than any copy here: 1.4.0's behaviour stands in
+            want = FIRMWARE_UMQTT.get(".".join(prof["micropython"].split(".")[:2]), "1.4.0")
             source = umqtt or ("real-" + want if want in real_versions() else "standin-" + want)
             shutil.copytree(HERE / "esp32", rom / "esp32", ignore=shutil.ignore_patterns("__pycache__"))
             for mod in ESP32_FROZEN:

@@ -16,12 +16,15 @@ import sys
 import time
 import tty
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 RESTART = {10: "raw", 11: "boot", 12: "boot", 13: "boot"}  # soft (raw REPL), soft, machine.reset(), deepsleep
 # machine.reset_cause() values of the ESP32 port
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
-CAUSE_AFTER = {12: SOFT_RESET, 13: DEEPSLEEP_RESET}  # machine.reset() is a software reset on an ESP32
+# ESP32 port (modmachine.c): ESP_RST_SW (machine.reset()) and ESP_RST_PANIC report HARD_RESET; a soft
+# reboot (Ctrl-D, mpremote's soft reset) reports SOFT_RESET
+CAUSE_AFTER = {10: SOFT_RESET, 11: SOFT_RESET, 12: HARD_RESET, 13: DEEPSLEEP_RESET}
 
 
 def main(argv):
@@ -124,13 +127,14 @@ def main(argv):
                     say(f"interpreter exited with code {rc}; rebooting in 1 s")
                     time.sleep(1)
                     mode = "boot"
-                    cause[0] = SOFT_RESET  # as a panic reboot reports
+                    cause[0] = HARD_RESET  # as a panic reboot reports
                 elif rc in CAUSE_AFTER:
                     cause[0] = CAUSE_AFTER[rc]
                 if rc == 13:
                     ms = _sleep_ms(rom)
-                    say(f"deep sleep for {ms} ms")
-                    end = time.monotonic() + ms / 1000
+                    say(f"deep sleep for {ms} ms" if ms is not None else "deep sleep with no timer: "
+                        "'sensorpub vboard stop' and start again to power-cycle")
+                    end = time.monotonic() + (ms / 1000 if ms is not None else 1e9)
                     while not stopping and time.monotonic() < end:
                         time.sleep(min(0.05, max(0, end - time.monotonic())))
                 restarts += 1
@@ -144,9 +148,11 @@ def main(argv):
     (d / "state.json").unlink(missing_ok=True)
 
 
-def _sleep_ms(rom: Path) -> int:
+def _sleep_ms(rom: Path) -> Optional[int]:
+    """How long machine.deepsleep() sleeps: {"ms": N}; {"ms": null} means until power-off (None)."""
     try:
-        return max(0, int(json.loads((rom / "sleep.json").read_text())["ms"]))
+        ms = json.loads((rom / "sleep.json").read_text())["ms"]
+        return None if ms is None else max(0, int(ms))
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
