@@ -7,6 +7,8 @@ DEVICE   ?= dev1
 BOARD    ?=
 PORT     ?=
 PYTEST_ARGS ?=
+# tests mostly wait on boards, brokers and timeouts: run them in parallel (pytest-xdist); 1 runs serially
+PYTEST_WORKERS ?= 4
 # real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
@@ -32,7 +34,7 @@ mosquitto:
 	fi
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) tools/bench.py

@@ -169,3 +169,15 @@ def test_every_board_imports_after_flashing(home, fleet, broker):
             assert r.returncode == 0 and f"NAME {board}" in r.stdout, r.stdout + r.stderr
         finally:
             vb.stop()
+
+
+def test_missing_module_at_boot_is_one_clear_line_inside_the_restart_loop(esp, fleet, broker):
+    from board_helpers import mpremote
+    vb, con, _ = esp("esp32_c3")
+    con.expect(r"published seq", timeout=20)
+    con.mark()
+    r = mpremote(vb.port, "fs", "rm", ":/_esp32.py", "+", "reset")  # as an interrupted flash would leave it
+    assert r.returncode == 0, r.stderr
+    con.expect(r"ERROR firmware incomplete \([^)]*_esp32[^)]*\): re-run 'sensorpub flash'; retrying in 5 s", timeout=20)
+    text = con.since_boot()
+    assert "Traceback" not in text and ">>>" not in text, con.evidence()  # never dropped to the REPL

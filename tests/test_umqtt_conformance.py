@@ -204,43 +204,6 @@ def test_control_broken_standin_fails_the_comparison(breakage, record, tracer, m
 
 # -- the API each version has ---------------------------------------------------------------------------
 
-API_PROBE = r"""
-import sys, json
-sys.path.insert(0, sys.argv[-1])
-from umqtt import simple as m
-class Stop(Exception):
-    pass
-class Net:
-    def socket(self, *a):
-        raise Stop()
-class Old:
-    closed = False
-    def close(self):
-        Old.closed = True
-m.socket = Net()
-f = {'unsubscribe': hasattr(m.MQTTClient, 'unsubscribe'), 'subscribe': hasattr(m.MQTTClient, 'subscribe')}
-c = m.MQTTClient('probe', '127.0.0.1')
-try:
-    c.connect(timeout=1)
-    f['timeout'] = 'no Stop'
-except Stop:
-    f['timeout'] = True
-except TypeError:
-    f['timeout'] = False
-try:
-    m.MQTTClient('probe', '127.0.0.1', ssl_params={})
-    f['ssl_params'] = True
-except TypeError:
-    f['ssl_params'] = False
-c.sock = Old()
-try:
-    c.connect()
-except Stop:
-    pass
-f['closes_old_sock'] = Old.closed
-print(json.dumps(f))
-"""
-
 API = {  # version: (unsubscribe, connect(timeout=), ssl_params=, connect() closes an old sock)
     "1.4.0": (False, False, False, False),
     "1.6.0": (False, True, True, False),
@@ -250,12 +213,17 @@ API = {  # version: (unsubscribe, connect(timeout=), ssl_params=, connect() clos
 
 
 def api_of(source: str, tmp: Path) -> tuple:
+    """The behaviour `sensorpub flash` sees: host_tools.probe's own snippet, run over this client."""
+    from host_tools.probe import SNIPPET, parse
     script = tmp / "api_probe.py"
-    script.write_text(API_PROBE)
+    script.write_text("import sys\nsys.path.insert(0, sys.argv[-1])\n" + SNIPPET)
     lib = tmp / ("api-" + source)
     install_umqtt(lib, source)
-    f = run_mp(script, lib, tmp)
-    assert f["subscribe"]
+    r = subprocess.run([str(MICROPYTHON), str(script), str(lib)], capture_output=True, text=True, timeout=60,
+                       cwd=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    f = parse(r.stdout).umqtt
+    assert f is not None
     return (f["unsubscribe"], f["timeout"], f["ssl_params"], f["closes_old_sock"])
 
 

@@ -5,19 +5,12 @@ import sys
 
 mode, fw, lib, certs, port, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
 sys.path[:0] = [fw, lib]
-import ssl
 import time
 
+import creds
 
-def rd(name):
-    with open(certs + "/" + name, "rb") as f:
-        return f.read()
-
-
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.verify_mode = ssl.CERT_REQUIRED
-ctx.load_verify_locations(cadata=rd("ca.der"))
-ctx.load_cert_chain(rd("client.der"), rd("client.key.der"))
+creds.DIR = certs  # the firmware's own loader, pointed at the host's copy of the DER files
+ctx = creds.context()
 msg = b'{"device_id":"dev1","seq":1,"ts":1795459200.123,"uptime_s":12,"status":"ok","temp_c":21.4}'
 if mode == "session":
     import session

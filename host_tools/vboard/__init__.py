@@ -147,6 +147,7 @@ class VBoard:
             prof["umqtt"] = "none (this build freezes no umqtt.simple)"
         else:
             prof["umqtt"] = install_umqtt(rom / "frozen", source)
+        _precompile(rom)
         if board != "unix":
             (rom / "profile.json").write_text(json.dumps(prof, indent=1))
         return prof
@@ -162,6 +163,14 @@ class VBoard:
             time.sleep(0.025)
         self.state_file.unlink(missing_ok=True)
         return True
+
+
+def _precompile(rom: Path) -> None:
+    """Frozen modules cost a real board no RAM to compile: give the virtual one bytecode (.mpy) too."""
+    from ..flash import mpy_compile
+    for src in sorted(rom.rglob("*.py")):
+        mpy_compile(src, src.parent)
+        src.unlink()
 
 
 def _alive(pid: int) -> bool:

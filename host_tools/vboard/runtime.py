@@ -207,7 +207,7 @@ def friendly_repl():
 def emulate(cause):
     # the board's hardware: the emulated ESP32 modules when the profile has them, else a minimal machine
     try:
-        os.stat("/.vb/esp32/vbhw.py")
+        os.stat("/.vb/profile.json")
     except OSError:
         vbmachine.CAUSE = cause
         sys.modules["machine"] = vbmachine

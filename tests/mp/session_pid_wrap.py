@@ -5,19 +5,11 @@ import sys
 
 fw, lib, certs, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sys.path[:0] = [fw, lib]
-import ssl
+import creds
 import session
 
-
-def rd(name):
-    with open(certs + "/" + name, "rb") as f:
-        return f.read()
-
-
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.verify_mode = ssl.CERT_REQUIRED
-ctx.load_verify_locations(cadata=rd("ca.der"))
-ctx.load_cert_chain(rd("client.der"), rd("client.key.der"))
+creds.DIR = certs  # the firmware's own loader, pointed at the host's copy of the DER files
+ctx = creds.context()
 cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60,
        "connect_timeout_s": 3, "puback_timeout_s": 2, "backoff_base_s": 1, "backoff_cap_s": 2}
 s = session.Session(cfg, ctx, "devices/dev1/status")
