@@ -61,10 +61,12 @@ class Esp32Board:
         while not self.wlan.isconnected():
             st = self.wlan.status()
             late = time.ticks_diff(time.ticks_ms(), t0) > self.cfg["wifi_timeout_s"] * 1000
-            if late or st in _FAILED:
+            if st in _FAILED:
                 self.wlan.disconnect()
-                raise OSError("Wi-Fi '%s' not joined within %d s: %s (status %s)"
-                              % (ssid, self.cfg["wifi_timeout_s"], _FAILED.get(st, "no answer"), st))
+                raise OSError("Wi-Fi '%s' not joined: %s (status %s)" % (ssid, _FAILED[st], st))
+            if late:
+                self.wlan.disconnect()
+                raise OSError("Wi-Fi '%s' not joined within %d s (status %s)" % (ssid, self.cfg["wifi_timeout_s"], st))
             time.sleep_ms(100)
         self.joined = True
         log.info("Wi-Fi joined %s as %s, RSSI %s dBm" % (ssid, self.wlan.ifconfig()[0], self.rssi()))
@@ -91,7 +93,7 @@ class Esp32Board:
     def read_sensor(self):
         if self.kind == "dht22":
             self.dev.measure()
-            return {"temp_c": self.dev.temperature(), "humidity_pct": self.dev.humidity()}
+            return {"temp_c": round(self.dev.temperature(), 1), "humidity_pct": round(self.dev.humidity(), 1)}
         if self.kind == "ds18b20":
             roms = self.dev.scan()
             if not roms:

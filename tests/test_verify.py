@@ -9,12 +9,17 @@ from helpers import client_for
 from host_tools.verify import Tracker, validate
 
 T = "devices/dev1/telemetry"
+TS = 1795459200.125  # fixed: test ids hold the payload, and xdist workers must collect the same ids
 
 
 def msg(seq, **kw):
     m = {"device_id": "dev1", "seq": seq, "ts": time.time(), "status": "ok", "temp_c": 20.5}
     m.update(kw)
     return json.dumps(m).encode()
+
+
+def fixed(seq, **kw):
+    return msg(seq, **dict({"ts": TS}, **kw))
 
 
 def test_valid_payloads():
@@ -26,14 +31,14 @@ def test_valid_payloads():
 @pytest.mark.parametrize("payload,why", [
     (b"not json", "not JSON"),
     (b"[1]", "not a JSON object"),
-    (msg(1, device_id="dev2"), "does not match"),
-    (msg(-1), "seq"),
-    (msg(True), "seq"),
-    (msg(1, ts=None), "uptime_s"),
-    (msg(1, ts="yesterday"), "ts"),
-    (msg(1, status="great"), "status"),
-    (msg(1, temp_c="warm"), "not a number"),
-    (msg(1, status="sensor_error"), "error string"),
+    (fixed(1, device_id="dev2"), "does not match"),
+    (fixed(-1), "seq"),
+    (fixed(True), "seq"),
+    (fixed(1, ts=None), "uptime_s"),
+    (fixed(1, ts="yesterday"), "ts"),
+    (fixed(1, status="great"), "status"),
+    (fixed(1, temp_c="warm"), "not a number"),
+    (fixed(1, status="sensor_error"), "error string"),
     (json.dumps({"device_id": "dev1", "seq": 1, "ts": 1, "status": "ok"}).encode(), "no sensor value"),
 ])
 def test_invalid_payloads_name_the_problem(payload, why):

@@ -121,6 +121,8 @@ def raw_repl():
             elif c == 2:
                 w("\r\n")
                 return
+            elif c == 3:  # Ctrl-C at the prompt: clear the line
+                line = bytearray()
             elif c == 4:
                 w("OK")
                 if not line:
@@ -178,6 +180,10 @@ def friendly_repl():
                 banner()
                 line = None
                 break
+            if c == 3:  # Ctrl-C at the prompt: a fresh prompt
+                w("\r\n")
+                line = None
+                break
             if c == 4:
                 if not line:
                     w("\r\nMPY: soft reboot\r\n")
@@ -228,9 +234,12 @@ def main():
         except KeyboardInterrupt:
             pass
     else:
-        w("vboard: boot, running boot.py and main.py\r\n")
-        run_file("boot.py")
-        run_file("main.py")
+        try:  # Ctrl-C during boot leads to the REPL, as on a board
+            w("vboard: boot, running boot.py and main.py\r\n")
+            run_file("boot.py")
+            run_file("main.py")
+        except KeyboardInterrupt:
+            w("\r\nKeyboardInterrupt\r\n")
     while True:
         try:
             friendly_repl()

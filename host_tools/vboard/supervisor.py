@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 HERE = Path(__file__).resolve().parent
+PROMPTS = (b">>> ", b"\n>", b"\x04>")  # friendly prompt; raw REPL prompt, after its banner or a command
 RESTART = {10: "raw", 11: "boot", 12: "boot", 13: "boot"}  # soft (raw REPL), soft, machine.reset(), deepsleep
 # machine.reset_cause() values of the ESP32 port
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
@@ -58,8 +59,10 @@ def main(argv):
         tmp.replace(d / "state.json")
 
     child = spawn("boot")
-    heard = False          # the interpreter printed something: its SIGINT handler is in place
-    pending_int = 0
+    heard = False          # the interpreter is past mounting its flash: a Ctrl-C as SIGINT is safe
+    waiting = False        # its last output was a REPL prompt and no input went to it since
+    tail = b""
+    pending_int = 0.0      # when a Ctrl-C came that the interpreter could not take yet (0: none)
     restarts = 0
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ, "pty")
@@ -79,6 +82,15 @@ def main(argv):
         to_pty(msg)
 
     while not stopping:
+        if pending_int and heard:
+            # a Ctrl-C from before the interpreter was up: nothing to interrupt once it sits at a prompt;
+            # if it is still busy a moment later (main.py runs), interrupt it. A signal that landed while
+            # the REPL reads could lose the byte it just read.
+            if waiting:
+                pending_int = 0.0
+            elif time.monotonic() - pending_int > 0.3 and child.poll() is None:
+                pending_int = 0.0
+                child.send_signal(signal.SIGINT)
         if (rom / "wdt.expired").exists() and child.poll() is None:
             (rom / "wdt.expired").unlink()
             child.kill()  # its stdout closes: the restart below sees WDT_RESET
@@ -93,15 +105,24 @@ def main(argv):
                 parts = data.split(b"\x03")
                 for i, part in enumerate(parts):
                     if part and child.poll() is None:
+                        if part.strip(b"\r\n"):  # a bare Enter only brings the prompt back
+                            waiting = False
                         try:
                             child.stdin.write(part)
                         except BrokenPipeError:
                             pass
                     if i < len(parts) - 1:  # a Ctrl-C
-                        if heard and child.poll() is None:
+                        if waiting and child.poll() is None:
+                            # at a prompt the REPL reads it as a key: a signal could land after the REPL
+                            # has read the next byte and lose that byte (mpremote's \x04 once)
+                            try:
+                                child.stdin.write(b"\x03")
+                            except BrokenPipeError:
+                                pass
+                        elif heard and child.poll() is None:
                             child.send_signal(signal.SIGINT)
                         else:
-                            pending_int += 1
+                            pending_int = pending_int or time.monotonic()
             else:
                 try:
                     data = child.stdout.read(65536)
@@ -110,12 +131,10 @@ def main(argv):
                 if data:
                     console.write(data)
                     to_pty(data)
-                    if not heard:
-                        heard = True
-                        if pending_int:
-                            pending_int = 0
-                            time.sleep(0.02)
-                            child.send_signal(signal.SIGINT)
+                    tail = (tail + data)[-64:]  # output arrives in any chunks: look at its last bytes
+                    waiting = tail.endswith(PROMPTS)  # the REPL waits for input, nothing sent since
+                    # past mounting the flash, a KeyboardInterrupt is caught (boot, REPL): signals may go
+                    heard = heard or waiting or b"vboard: boot" in tail
                     continue
                 # the interpreter ended: reset (restart) or crash (restart after a pause, like a watchdog)
                 sel.unregister(child.stdout)
@@ -139,7 +158,8 @@ def main(argv):
                         time.sleep(min(0.05, max(0, end - time.monotonic())))
                 restarts += 1
                 child = spawn(mode)
-                heard = False
+                heard = waiting = False
+                tail = b""
                 sel.register(child.stdout, selectors.EVENT_READ, "mp")
     if child.poll() is None:
         child.kill()
