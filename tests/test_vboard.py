@@ -112,7 +112,7 @@ def test_real_board_flash_and_publish(request, fleet, broker):
     cfg = build_config("dev1", os.environ.get("SENSORPUB_BROKER_HOST", "localhost"), broker.port, 5,
                        {"wifi_ssid": os.environ.get("SENSORPUB_WIFI_SSID", ""),
                         "wifi_password": os.environ.get("SENSORPUB_WIFI_PASSWORD", "")})
-    flash(port, "demo", "dev1", os.environ.get("SENSORPUB_BOARD", "esp32_generic"), cfg, mpy=True)
+    flash(port, "demo", "dev1", os.environ.get("SENSORPUB_BOARD"), cfg, mpy=True)  # None: probed and inferred
     from helpers import Collector, client_for
     col = Collector(client_for(fleet, "verifier", broker.port), "devices/dev1/telemetry")
     assert len(col.wait_for(2, timeout=90)) >= 2
