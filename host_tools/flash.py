@@ -35,12 +35,21 @@ def build_config(device: str, broker_host: str, broker_port: int, interval_s: in
                  extra: Optional[Dict] = None) -> dict:
     cfg = {"device_id": device, "broker_host": broker_host, "broker_port": broker_port, "interval_s": interval_s}
     cfg.update(extra or {})
+    if cfg.get("client_id", device) != device:  # the broker would let it take over another device's session
+        raise CommandError(f"client_id {cfg['client_id']!r} is not the device name {device!r}: a device connects "
+                           "only as itself (leave client_id out)")
     mod = firmware_config_module()
     try:
         mod.validate(cfg, "config.json")
     except mod.ConfigError as e:
         raise CommandError(str(e)) from None
     return cfg
+
+
+# config keys that have their own flag (or source): --set must not quietly override them
+OWN_FLAG = {"device_id": "--device", "broker_host": "--broker-host", "broker_port": "--broker-port",
+            "interval_s": "--interval", "wifi_ssid": "--wifi-ssid",
+            "wifi_password": "the SENSORPUB_WIFI_PASSWORD environment variable"}
 
 
 def parse_sets(items: List[str]) -> dict:
@@ -50,6 +59,9 @@ def parse_sets(items: List[str]) -> dict:
         k, eq, v = it.partition("=")
         if not eq or not k:
             raise CommandError(f"--set {it!r}: write key=value, e.g. --set sensor_pin=15")
+        if k in OWN_FLAG:
+            raise CommandError(f"--set {k}: use {OWN_FLAG[k]} instead (a device publishes only as the identity "
+                               "it is flashed with)" if k == "device_id" else f"--set {k}: use {OWN_FLAG[k]} instead")
         try:
             out[k] = json.loads(v)
         except ValueError:

@@ -96,6 +96,13 @@ def test_flash_rejects_bad_config_on_the_host(fleet):
 def test_cli_bad_inputs_for_device_commands(fleet):
     for args, text in ((["flash", "--port", "vboard", "--device", "dev1", "--board", "nosuch"], "unknown board"),
                        (["flash", "--port", "vboard", "--device", "dev1", "--board", "unix", "--set", "x"], "key=value"),
+                       # a device publishes only as itself, and --set never quietly overrides a flag
+                       (["flash", "--port", "vboard", "--device", "dev1", "--set", "device_id=dev2"],
+                        "--set device_id: use --device instead"),
+                       (["flash", "--port", "vboard", "--device", "dev1", "--set", "client_id=dev2"],
+                        "client_id 'dev2' is not the device name 'dev1'"),
+                       (["flash", "--port", "vboard", "--device", "dev1", "--set", "broker_port=1"],
+                        "--set broker_port: use --broker-port instead"),
                        (["vboard", "start", "--heapsize", "lots"], "--heapsize"),
                        (["console", "--port", "vboard:none"], "has no console")):
         r = run_cli(*args)

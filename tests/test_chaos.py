@@ -1,0 +1,59 @@
+"""Faults a fleet meets, with the whole sequence checked: every reading the device took reaches a
+persistent subscriber, across broker crashes (kill -9, no clean shutdown)."""
+import random
+import re
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from host_tools.verify import Tracker
+
+
+def persistent_verifier(fleet, port, seen):
+    """A verifier with a persistent session (clean_session False, QoS 1) that reconnects on its own."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-verifier", clean_session=False,
+                    protocol=mqtt.MQTTv311)
+    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
+    ctx.load_cert_chain(str(fleet.verifier_dir / "verifier.pem"), str(fleet.verifier_dir / "verifier.key.pem"))
+    c.tls_set_context(ctx)
+    c.reconnect_delay_set(0.1, 0.5)
+    subscribed = threading.Event()
+    c.on_connect = lambda cl, *a: cl.subscribe("devices/+/telemetry", qos=1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda _c, _u, m: seen.append((m.topic, m.payload))
+    c.connect("localhost", port, keepalive=5)
+    c.loop_start()
+    assert subscribed.wait(10)
+    return c
+
+
+def test_broker_killed_mid_stream_loses_no_reading(flashed, fleet, broker):
+    seen = []
+    sub = persistent_verifier(fleet, broker.port, seen)
+    con = flashed(interval_s=1, backoff_cap_s=1)
+    con.expect(r"published seq \d+", timeout=20, count=2)
+    sub.disconnect()  # away while the broker crashes: what the device sends queues in the broker for it
+    sub.loop_stop()
+    rng = random.Random(7)
+    for _ in range(6):
+        time.sleep(rng.uniform(0.5, 2.0))  # at a random point of the stream
+        broker.kill()
+        time.sleep(rng.uniform(0.0, 0.5))
+        broker.start()
+    con.mark()
+    con.expect(r"published seq \d+ queued 0", timeout=30)
+    last = max(int(m) for m in re.findall(r"published seq (\d+)", con.text()))
+    sub = persistent_verifier(fleet, broker.port, seen)  # the same session: what was queued comes now
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any(b'"seq":%d,' % last in p for _, p in seen):
+        time.sleep(0.1)
+    sub.loop_stop()
+    t = Tracker()
+    for topic, payload in seen:
+        t.feed(topic, payload)
+    s = t.devices["dev1"].summary()
+    # the whole sequence, from the first reading to the last one the device had acknowledged
+    assert s["first_seq"] == 0 and s["last_seq"] >= last and s["gaps"] == 0, (s, last, con.evidence())
+    assert s["malformed"] == 0
