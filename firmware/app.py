@@ -46,6 +46,7 @@ class Publisher:
         self.t0 = time.ticks_ms()
         self.synced = False
         self.sent = 0
+        self.cycles = 0
 
     def read(self):
         r = self.reading
@@ -71,6 +72,15 @@ class Publisher:
         del b
 
     def run(self):
+        try:
+            self._loop()
+        except KeyboardInterrupt:  # Ctrl-C (mpremote, a flash): a planned stop, not a crash
+            self.sess.stop()
+            raise
+        self.sess.stop()
+        log.info("done cycles=%d sent=%d" % (self.cycles, self.sent))
+
+    def _loop(self):
         cfg = self.cfg
         interval = cfg["interval_s"] * 1000
         due = time.ticks_ms()
@@ -108,8 +118,7 @@ class Publisher:
             left = time.ticks_diff(due, time.ticks_ms())
             self.board.led(False)
             self.sess.idle(max(0, min(wait, left)))
-        self.sess.close(disconnect=True)
-        log.info("done cycles=%d sent=%d" % (cycles, self.sent))
+        self.cycles = cycles
 
 
 def main(board_name="board"):

@@ -204,6 +204,16 @@ class Session:
             except OSError:
                 pass
 
+    def stop(self):
+        # a planned stop: a retained 'offline', then DISCONNECT, so the Last Will (for a crash) stays unused
+        if not self.c:
+            return
+        self.c.sock.n = 0  # drop a packet half-written when Ctrl-C came
+        self.c.sock.t = min(self.ack_ms, 2000)  # mpremote waits ~10 s for the REPL after its Ctrl-C
+        if self._send(self.status, b"offline", True, "announcing offline"):
+            self.close(disconnect=True)
+            log.info("stopped: status offline, DISCONNECT sent")
+
     def retry_in(self):
         # ms until the next CONNECT is allowed (0 when connected or due)
         return 0 if self.c else max(0, time.ticks_diff(self.retry_at, time.ticks_ms()))
