@@ -178,6 +178,7 @@ class Session:
         self.cfg = cfg
         self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000)
         self.net = _Net(cfg["connect_timeout_s"])
+        _mq.socket = self.net  # type: ignore[attr-defined]  # the module global every version connects with
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
         self.c = None  # type: Any
@@ -263,7 +264,6 @@ class Session:
             c.set_last_will(self.status, b"offline", retain=True, qos=1)
             self.c = c
             self.tls.link = None
-            _mq.socket = self.net  # type: ignore[attr-defined]  # module global every version uses
             _connect(c, self.net, cfg["connect_timeout_s"])
         except Exception as e:
             self._failed(e, doing)
