@@ -41,7 +41,7 @@ class Publisher:
         pre = cfg["topic_prefix"] + "/" + dev
         self.topic = pre + "/telemetry"
         self.sess = Session(cfg, ctx, pre + "/status", board.network_up)
-        self.box = Outbox(cfg["outbox_slots"])
+        self.box = Outbox(cfg["outbox_slots"], dev)
         self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
         self.t0 = time.ticks_ms()
         self.synced = False

@@ -3,14 +3,17 @@
 import os
 from micropython import const
 
+import log
+
 SLOT = const(256)
 _DATA = "/outbox.bin"
 _STATE = "/outbox.st"
 
 
 class Outbox:
-    def __init__(self, slots, data=_DATA, state=_STATE):
+    def __init__(self, slots, owner="", data=_DATA, state=_STATE):
         self.n = slots
+        self.owner = owner  # the device_id whose readings these are
         self.data = data
         self.state = state
         self.buf = bytearray(SLOT)
@@ -19,20 +22,43 @@ class Outbox:
         self.dropped = 0
         try:
             with open(state) as f:
-                h, t, s = [int(x) for x in f.read().split()]
-            if 0 <= h <= t and t - h <= slots:
+                v = f.read().split()
+            h, t, s = int(v[0]), int(v[1]), int(v[2])
+            was = v[3] if len(v) > 3 else owner  # state files before the owner was kept: assume this device
+            if was != owner:  # re-flashed as another device: its readings must not go out under this name
+                log.warn("outbox held %d readings of device '%s': discarded, seq starts at 0" % (t - h, was))
+            elif 0 <= h <= t:
                 self.head, self.tail, self.seq = h, t, s
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             pass
         try:
-            if os.stat(data)[6] != slots * SLOT:
-                raise OSError
-        except OSError:  # new, or slot count changed: start empty, keep seq
-            with open(data, "wb") as f:
-                for _ in range(slots):
-                    f.write(self.buf)
-            self.head = self.tail
+            size = os.stat(data)[6]
+        except OSError:
+            size = 0
+        if size != slots * SLOT:  # new, or the slot count changed (config): rebuild, keeping seq
+            self._rebuild(size // SLOT)
         self.f = open(data, "r+b")
+        self._save()
+
+    def _rebuild(self, old):
+        # a new data file of self.n slots; queued readings move over one slot at a time (RAM: one slot),
+        # the newest first to stay when there are more than fit
+        keep = min(self.tail - self.head, self.n) if old else 0
+        if self.tail - self.head > keep:
+            log.warn("outbox now %d slots: dropped the %d oldest readings" % (self.n, self.tail - self.head - keep))
+        tmp = self.data + ".t"
+        with open(tmp, "wb") as f:
+            for _ in range(self.n):
+                f.write(self.buf)
+        if keep:
+            with open(self.data, "rb") as src, open(tmp, "r+b") as dst:
+                for i in range(self.tail - keep, self.tail):
+                    src.seek((i % old) * SLOT)
+                    src.readinto(self.buf)
+                    dst.seek((i % self.n) * SLOT)
+                    dst.write(self.buf)
+        os.rename(tmp, self.data)
+        self.head = self.tail - keep
 
     def __len__(self):
         return self.tail - self.head
@@ -40,7 +66,7 @@ class Outbox:
     def _save(self):
         tmp = self.state + ".t"
         with open(tmp, "w") as f:
-            f.write("%d %d %d" % (self.head, self.tail, self.seq))
+            f.write("%d %d %d %s" % (self.head, self.tail, self.seq, self.owner))
         os.rename(tmp, self.state)
 
     def next_seq(self):
