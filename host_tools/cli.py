@@ -347,7 +347,8 @@ def argparse_vboard(sub):
                                                  "(default: the newest supported); decides the frozen umqtt.simple")
             a.add_argument("--umqtt", help="the frozen umqtt.simple instead: standin, standin-1.4.0, real-1.4.0 "
                                            "(from UMQTT_VERSIONS), a folder holding umqtt/simple.py, or none")
-            a.add_argument("--heapsize", help="MicroPython heap (default: 100k; an emulated ESP32: its real heap)")
+            a.add_argument("--heapsize", help="MicroPython heap (default: 100k; an emulated ESP32: sized from the board's, "
+                                                "see host_tools/vboard/profiles.py)")
             a.add_argument("--flash-kb", type=int, default=2048, help="LittleFS flash size in KB (default: 2048)")
             a.add_argument("--erase", action="store_true", help="start with an erased flash")
 
