@@ -14,7 +14,9 @@ from .errors import CommandError
 
 EPILOGS = {
     "pki": "examples:\n  sensorpub pki init\n  sensorpub pki server --host localhost --ip 127.0.0.1\n"
-           "  sensorpub pki device dev1\n  sensorpub pki verifier\n  sensorpub pki list --fleet demo\n"
+           "  sensorpub pki device dev1\n  sensorpub pki verifier\n"
+           "  sensorpub pki verifier --name bridge   # a second consumer with its own client id\n"
+           "  sensorpub pki list --fleet demo\n"
            "  sensorpub pki revoke dev1",
     "broker": "examples:\n  sensorpub broker start --port 8883\n  sensorpub broker status\n"
               "  sensorpub broker start --port 8884 --aws-policy --server-fleet amazon-standin   # AWS rehearsal\n"
@@ -76,6 +78,9 @@ def argparse_pki(sub):
             a.add_argument("--force", action="store_true", help="replace existing files")
         if name in ("device", "revoke"):
             a.add_argument("name", help="device name: letters, digits, '-' and '_'")
+        if name == "verifier":
+            a.add_argument("--name", default="", help="issue a named verifier identity (CN sensorpub-verifier-NAME) "
+                                                      "for a second consumer; the broker binds client id to CN")
         if name == "server":
             a.add_argument("--host", action="append", default=[], help="DNS name of the broker (repeatable)")
             a.add_argument("--ip", action="append", default=[], help="IP address of the broker (repeatable)")
@@ -92,10 +97,12 @@ def do_pki(args):
     elif args.action == "device":
         path = pki.issue_device(args.fleet, args.name, args.key_type, args.force, progress=_say)
     elif args.action == "verifier":
-        path = pki.issue_verifier(args.fleet, args.key_type, args.force, progress=_say)
+        path = pki.issue_verifier(args.fleet, args.key_type, args.force, progress=_say, name=args.name)
+        _reload_broker(args.fleet, "its ACL now lets this verifier read")
     elif args.action == "revoke":
         serial = pki.revoke_device(args.fleet, args.name)
-        print(f"revoked {args.name} (serial {serial:x}); restart the broker to load the new CRL")
+        print(f"revoked {args.name} (serial {serial:x})")
+        _reload_broker(args.fleet, "it loaded the new CRL")
         return 0
     else:
         ids = pki.list_identities(args.fleet)
@@ -110,6 +117,14 @@ def do_pki(args):
         return 0
     print(f"wrote {path}")
     return 0
+
+
+def _reload_broker(fleet: str, what: str) -> None:
+    from .broker import Broker
+    if Broker(fleet).reload():
+        _say(f"the fleet's running broker reloaded: {what}")
+    else:
+        _say("the fleet's broker is not running: 'sensorpub broker start' will load it")
 
 
 # --- broker ------------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ def do_broker(args):
     if args.action == "start":
         from .aws import standin_acl
         kw = {"port": args.port, "bind": args.bind, "server_fleet": args.server_fleet or "",
-              "acl": standin_acl() if args.aws_policy else None}
+              "acl": standin_acl() if args.aws_policy else None, "bind_client_id": not args.aws_policy}
     b = Broker(args.fleet, **kw)
     if args.action == "start":
         if not 0 < args.port < 65536:
@@ -287,6 +302,9 @@ def argparse_verify(sub):
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to listen (default: 60)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="do not print each reading")
+    p.add_argument("--as", dest="identity", default="", metavar="NAME",
+                   help="use the verifier identity NAME ('sensorpub pki verifier --name NAME'): the local broker "
+                        "binds client id to certificate, so two consumers at once need two identities")
     p.add_argument("--persistent", action="store_true",
                    help="use a fixed client id and a persistent session, so readings sent while verify was "
                         "not running are delivered on the next run")
@@ -300,7 +318,10 @@ def do_verify(args):
     if args.count < 0 or args.timeout <= 0:
         raise CommandError("--count must be >= 0 and --timeout > 0")
     f = Fleet(args.fleet)
-    v = f.verifier_dir
+    v = f.verifier_identity_dir(args.identity)
+    if not (v / "verifier.pem").exists() and args.identity:
+        raise CommandError(f"no verifier identity {args.identity!r} in fleet {args.fleet!r}: "
+                           f"run 'sensorpub pki verifier --name {args.identity}' first")
     host, ca_file = args.host or "localhost", f.ca_cert
     if args.target == "aws":
         from . import aws

@@ -23,13 +23,19 @@ def project_root() -> Path:
 
 def check_name(kind: str, name: str) -> str:
     """Names end up in topics, file names and certificate CNs: keep them boring."""
-    if not _NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):  # fullmatch: '$' would let "dev1\n" in
         raise CommandError(
             f"invalid {kind} name {name!r}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         )
-    if name == VERIFIER_CN:
-        raise CommandError(f"invalid {kind} name {name!r}: it is reserved for the verifier identity")
+    if kind != "verifier" and name.startswith(VERIFIER_CN):
+        raise CommandError(f"invalid {kind} name {name!r}: names starting {VERIFIER_CN!r} are reserved for "
+                           "verifier identities")
     return name
+
+
+def verifier_cn(name: str = "") -> str:
+    """The verifier's certificate CN (its MQTT username and client id): one per host-side consumer."""
+    return f"{VERIFIER_CN}-{check_name('verifier', name)}" if name else VERIFIER_CN
 
 
 def fleet_dir(fleet: str) -> Path:
@@ -37,6 +43,12 @@ def fleet_dir(fleet: str) -> Path:
 
 
 def run_dir(*parts: str) -> Path:
-    d = home().joinpath("run", *parts)
-    d.mkdir(parents=True, exist_ok=True)
+    """run/<parts>: 0700, as it may hold keys and the Wi-Fi password; run/ itself only lets the owner list it."""
+    top = home() / "run"
+    top.mkdir(parents=True, exist_ok=True)
+    os.chmod(top, 0o711)  # entered, not listed, by a broker that dropped root
+    d = top.joinpath(*parts)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if d != top:
+        os.chmod(d, 0o700)
     return d

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import CommandError
-from .paths import VERIFIER_CN, check_name, fleet_dir
+from .paths import VERIFIER_CN, check_name, fleet_dir, verifier_cn
 
 KEY_TYPES = ("ec256", "rsa2048")
 CA_DAYS = 3650
@@ -129,6 +129,15 @@ class Fleet:
     @property
     def verifier_dir(self) -> Path:
         return self.root / "verifier"
+
+    def verifier_identity_dir(self, name: str = "") -> Path:
+        """certs/<fleet>/verifier (the default) or verifier-<name>: a named identity per consumer."""
+        return self.root / ("verifier-" + check_name("verifier", name) if name else "verifier")
+
+    def verifier_cns(self) -> List[str]:
+        """CNs of every verifier identity issued in this fleet (for the broker's ACL)."""
+        dirs = sorted(d for d in self.root.glob("verifier*") if (d / "verifier.pem").exists())
+        return [VERIFIER_CN + d.name[len("verifier"):] for d in dirs]
 
     def device_dir(self, name: str) -> Path:
         return self.root / "devices" / check_name("device", name)
@@ -250,9 +259,12 @@ def _client_san(fleet: str, cn: str) -> list:
     return [x509.UniformResourceIdentifier(f"urn:sensorpub:{fleet}:{cn}")]
 
 
-def issue_verifier(fleet: str, key_type: str = "ec256", force: bool = False, progress: Progress = _quiet) -> Path:
-    return _issue(fleet, VERIFIER_CN, Fleet(fleet).verifier_dir, "verifier", ExtendedKeyUsageOID.CLIENT_AUTH,
-                  key_type, force, progress, sans=_client_san(fleet, VERIFIER_CN))
+def issue_verifier(fleet: str, key_type: str = "ec256", force: bool = False, progress: Progress = _quiet,
+                   name: str = "") -> Path:
+    """The host-side reader's identity; `name` gives a consumer (a bridge, a second verify) its own client id."""
+    cn = verifier_cn(name)
+    return _issue(fleet, cn, Fleet(fleet).verifier_identity_dir(name), "verifier", ExtendedKeyUsageOID.CLIENT_AUTH,
+                  key_type, force, progress, sans=_client_san(fleet, cn))
 
 
 def _revoked_serials(fleet: str) -> set:
@@ -299,7 +311,8 @@ def list_identities(fleet: str) -> List[Identity]:
     if not f.ca_cert.exists():
         raise CommandError(f"fleet {fleet!r} has no CA: run 'sensorpub pki init --fleet {fleet}'")
     revoked = _revoked_serials(fleet)
-    found = [("ca", f.ca_cert), ("server", f.server_dir / "server.pem"), ("verifier", f.verifier_dir / "verifier.pem")]
+    found = [("ca", f.ca_cert), ("server", f.server_dir / "server.pem")]
+    found += [("verifier", d / "verifier.pem") for d in sorted(f.root.glob("verifier*"))]
     devs = f.root / "devices"
     if devs.is_dir():
         found += [("device", d / "client.pem") for d in sorted(devs.iterdir())]

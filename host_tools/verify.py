@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .contract import ROOT, STATUS, TELEMETRY, TELEMETRY_LEAF
 from .errors import CommandError
 
-TELEMETRY = "devices/+/telemetry"
-STATUS = "devices/+/status"
 RESERVED = {"device_id", "seq", "ts", "uptime_s", "status", "error"}
 STATUSES = ("ok", "sensor_error")
 
@@ -23,7 +22,7 @@ STATUSES = ("ok", "sensor_error")
 def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]:
     """Return (reading, None) for a valid telemetry payload, else (None, reason)."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "devices" or parts[2] != "telemetry":
+    if len(parts) != 3 or parts[0] != ROOT or parts[2] != TELEMETRY_LEAF:
         return None, f"unexpected topic {topic!r}"
     try:
         msg = json.loads(payload)

@@ -1,8 +1,10 @@
 """Shared fixtures: an isolated SENSORPUB_HOME, a fleet PKI, a real Mosquitto on a free port."""
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SENSORPUB_HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def home(monkeypatch):
+    # not tmp_path: pytest keeps its base 0700, and a broker started by root runs as 'mosquitto', which must be
+    # able to enter the home (0711: entered, not listed) to reach its own run directory, as in a user's checkout
+    d = Path(tempfile.mkdtemp(prefix="sensorpub-test-"))
+    os.chmod(d, 0o711)
+    monkeypatch.setenv("SENSORPUB_HOME", str(d))
+    monkeypatch.chdir(d)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

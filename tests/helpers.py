@@ -7,9 +7,10 @@ import paho.mqtt.client as mqtt
 
 
 def client_for(fleet, who, port, client_id=None, host="localhost", ca_file=None):
-    """Connected paho client using identity `who` ('verifier' or a device name). Raises on refusal."""
-    if who == "verifier":
-        d, stem = fleet.verifier_dir, "verifier"
+    """Connected paho client using identity `who` ('verifier', 'verifier:NAME' or a device name). Raises on
+    refusal. The local broker replaces the client id with the certificate CN."""
+    if who.startswith("verifier"):
+        d, stem = fleet.verifier_identity_dir(who.partition(":")[2]), "verifier"
     else:
         d, stem = fleet.device_dir(who), "client"
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{who}-{time.monotonic_ns()}",

@@ -1,7 +1,12 @@
 """The real Mosquitto: mTLS, identity as username, ACL, CRL, clear start-up errors."""
 import json
+import os
+import pwd
+import signal
 import socket
 import ssl
+import subprocess
+import threading
 import time
 
 import pytest
@@ -111,3 +116,135 @@ def test_stop_ends_the_process(fleet):
     assert b.pid() is None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", b.port), timeout=1)
+
+
+# --- identity, limits and TLS policy of the generated config (issue 10) -------------------------
+
+def _events(client):
+    gone = threading.Event()
+    client.on_disconnect = lambda *a: gone.set()
+    return gone
+
+
+def test_a_device_cannot_take_over_another_client_id(broker, fleet):
+    # without use_username_as_clientid, dev2 connecting as 'dev1' kicks dev1 off and takes its session
+    dev1 = client_for(fleet, "dev1", broker.port, client_id="dev1")
+    verifier = client_for(fleet, "verifier", broker.port, client_id="sensorpub-verifier")
+    gone1, gone_v = _events(dev1), _events(verifier)
+    for stolen in ("dev1", "sensorpub-verifier"):
+        client_for(fleet, "dev2", broker.port, client_id=stolen).disconnect()
+    dev1.publish("devices/dev1/telemetry", reading("dev1", 1), qos=1).wait_for_publish(5)  # PUBACK: still on
+    assert not gone1.is_set() and not gone_v.is_set()
+    log = broker.log_file.read_text()
+    assert log.count(" as dev2 ") == 2 and log.count(" as dev1 ") == 1, log
+
+
+def test_two_verifier_identities_consume_at_once(broker, fleet):
+    # one identity = one client id; a second consumer gets its own identity, and the running broker's ACL
+    # picks it up on reload (what 'pki verifier --name' does)
+    pki.issue_verifier("demo", name="bridge")
+    assert broker.reload()
+    cols = [Collector(client_for(fleet, who, broker.port), "devices/+/telemetry")
+            for who in ("verifier", "verifier:bridge")]
+    client_for(fleet, "dev1", broker.port).publish("devices/dev1/telemetry", reading("dev1", 3), qos=1)
+    assert all(len(c.wait_for(1)) == 1 for c in cols)
+
+
+def test_acl_grants_devices_exactly_their_two_topics():
+    from host_tools.broker import default_acl
+    acl = default_acl(["sensorpub-verifier", "sensorpub-verifier-bridge"])
+    writes = sorted(ln.split()[-1] for ln in acl.splitlines() if ln.startswith("pattern"))
+    assert writes == ["devices/%u/status", "devices/%u/telemetry"]
+    assert "#" not in acl.replace("# generated", "")
+    assert acl.count("user sensorpub-verifier") == 2
+
+
+def test_oversized_packet_is_refused_and_the_sender_dropped(broker, fleet):
+    col = Collector(client_for(fleet, "verifier", broker.port), "devices/+/status")
+    dev1 = client_for(fleet, "dev1", broker.port)
+    gone = _events(dev1)
+    dev1.publish("devices/dev1/status", b"x" * (32 << 10), qos=1, retain=True)
+    assert gone.wait(10)
+    ok = client_for(fleet, "dev1", broker.port)
+    ok.publish("devices/dev1/status", b"online", qos=1, retain=True).wait_for_publish(5)
+    assert [p for _, p in col.wait_for(1)] == [b"online"]
+
+
+def _s_client(port, fleet, *args):
+    v = fleet.verifier_dir
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(fleet.ca_cert),
+                        "-cert", str(v / "verifier.pem"), "-key", str(v / "verifier.key.pem"), *args],
+                       input="", capture_output=True, text=True, timeout=20)
+    return r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, refused", [
+    (["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"], "alert protocol version"),
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"], "alert handshake failure"),   # SHA-1 CBC
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"], "alert handshake failure"),            # CBC
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], None),
+    (["-tls1_3"], None),
+])
+def test_tls_versions_and_suites_are_set_by_the_config(broker, fleet, args, refused):
+    out = _s_client(broker.port, fleet, *args)
+    if refused:
+        assert refused in out and "Cipher is (NONE)" in out, out
+    else:
+        assert "Cipher is (NONE)" not in out and ("GCM" in out or "CHACHA" in out), out
+
+
+def test_broker_runs_unprivileged_and_keeps_its_files_private(broker):
+    uid = int(next(ln for ln in open(f"/proc/{broker.pid()}/status") if ln.startswith("Uid:")).split()[1])
+    assert uid == (pwd.getpwnam("mosquitto").pw_uid if os.geteuid() == 0 else os.geteuid())
+    assert broker.dir.stat().st_mode & 0o777 == 0o700
+    for p in broker.tls_dir.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o600 and p.stat().st_uid == uid, p
+
+
+def test_home_closed_to_the_broker_user_is_one_clear_error(fleet, home):
+    if os.geteuid() != 0:
+        pytest.skip("only a broker started by root drops to another user")  # the rest of this file covers non-root
+    os.chmod(home, 0o700)
+    with pytest.raises(CommandError, match=r"closed to the 'mosquitto' user .*chmod o\+x"):
+        Broker("demo", port=18997).start()
+
+
+def test_killed_broker_leaves_no_stale_pid_and_its_log_is_kept(fleet):
+    from conftest import free_port
+    b = Broker("demo", port=free_port())
+    pid = b.start()
+    os.kill(pid, signal.SIGKILL)  # from outside: the pid file stays behind
+    assert b.pid_file.exists()
+    deadline = time.monotonic() + 10
+    while b.pid() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b.pid() is None
+    b.start()
+    try:
+        assert "mosquitto version" in b.log_file.with_name("mosquitto.log.1").read_text()
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("bind, message", [("nonsense.invalid", "is not an address"),
+                                           ("192.0.2.7", "must be an address of this machine")])
+def test_bad_bind_address_says_so(fleet, bind, message):
+    with pytest.raises(CommandError, match=message):
+        Broker("demo", port=18996, bind=bind).start()
+
+
+def test_revoke_reaches_a_running_broker(broker, fleet):
+    client_for(fleet, "dev2", broker.port).disconnect()
+    from conftest import run_cli
+    r = run_cli("pki", "revoke", "dev2", "--fleet", "demo")
+    assert r.returncode == 0 and "reloaded" in r.stderr + r.stdout, r.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client_for(fleet, "dev2", broker.port).disconnect()
+        except (ConnectionError, ssl.SSLError, OSError):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("dev2 still connects after revoke")
+    client_for(fleet, "dev1", broker.port).disconnect()

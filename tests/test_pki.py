@@ -80,7 +80,7 @@ def test_nothing_is_overwritten_without_force(fleet):
     assert (fleet.device_dir("dev1") / "client.pem").read_bytes() != before
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "dev+1", "dev#", "-x", "a b", "x" * 64, "sensorpub-verifier", "é"])
+@pytest.mark.parametrize("bad", ["", "a/b", "dev+1", "dev#", "-x", "a b", "x" * 64, "sensorpub-verifier", "sensorpub-verifier-x", "dev1\n", "é"])
 def test_device_names_are_validated(fleet, bad):
     with pytest.raises(CommandError, match="invalid device name"):
         pki.issue_device("demo", bad)
