@@ -46,7 +46,8 @@ class Esp32Board:
         self.wlan = network.WLAN(network.STA_IF)
         self.joined = False
 
-    def network_up(self):
+    def network_up(self, tick=None):
+        # join the configured access point; tick() is called while waiting (readings stay on schedule)
         if self.wlan.isconnected():
             return
         ssid = self.cfg["wifi_ssid"]
@@ -67,6 +68,8 @@ class Esp32Board:
             if late:
                 self.wlan.disconnect()
                 raise OSError("Wi-Fi '%s' not joined within %d s (status %s)" % (ssid, self.cfg["wifi_timeout_s"], st))
+            if tick:
+                tick()
             time.sleep_ms(100)
         self.joined = True
         log.info("Wi-Fi joined %s as %s, RSSI %s dBm" % (ssid, self.wlan.ifconfig()[0], self.rssi()))

@@ -12,7 +12,7 @@ class Board:
         self.x = cfg["seed"] & 0x7FFFFFFF
         self.n = 0
 
-    def network_up(self):
+    def network_up(self, tick=None):
         pass  # the host's network is always up
 
     def sync_time(self):

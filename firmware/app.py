@@ -40,13 +40,15 @@ class Publisher:
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev
         self.topic = pre + "/telemetry"
-        self.sess = Session(cfg, ctx, pre + "/status", board.network_up)
+        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick)
         self.box = Outbox(cfg["outbox_slots"], dev)
         self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
         self.t0 = time.ticks_ms()
         self.synced = False
         self.sent = 0
         self.cycles = 0
+        self.due = self.t0
+        self.busy = False
 
     def read(self):
         r = self.reading
@@ -80,34 +82,52 @@ class Publisher:
         self.sess.stop()
         log.info("done cycles=%d sent=%d" % (self.cycles, self.sent))
 
+    def finished(self):
+        m = self.cfg["max_cycles"]
+        return m and self.cycles >= m
+
+    def tick(self):
+        # take the reading if it is due: called by the loop and from inside the session's waits (CONNACK,
+        # PUBACK, Wi-Fi join), so an outage or a dead link never delays sampling by more than one interval
+        if self.busy or self.finished():
+            return
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self.due) < 0:
+            return
+        self.busy = True
+        try:
+            self.read()
+        except (OSError, ValueError) as e:  # flash full, a reading too large: say so, keep sampling
+            log.error("reading seq %d not stored: %s" % (self.box.next_seq(), _why_store(e)))
+        finally:
+            self.busy = False
+        self.cycles += 1
+        interval = self.cfg["interval_s"] * 1000
+        self.due = time.ticks_add(self.due, interval)
+        if time.ticks_diff(self.due, now) <= 0:  # fell behind (a blocking connect): next one on the grid ahead
+            self.due = time.ticks_add(now, interval - time.ticks_diff(now, self.due) % interval)
+        gc.collect()
+        if self.cycles % 100 == 0:
+            log.info("stats cycles=%d sent=%d queued=%d heap_free=%d heap_alloc=%d"
+                     % (self.cycles, self.sent, len(self.box), gc.mem_free(), gc.mem_alloc()))
+
     def _loop(self):
         cfg = self.cfg
         interval = cfg["interval_s"] * 1000
-        due = time.ticks_ms()
-        cycles = 0
+        self.due = time.ticks_ms()
         log.info("publishing to %s every %d s, outbox %d/%d" % (self.topic, cfg["interval_s"], len(self.box),
                                                                 self.box.n))
         while True:
-            now = time.ticks_ms()
-            if time.ticks_diff(now, due) >= 0:
-                if cfg["max_cycles"] and cycles >= cfg["max_cycles"]:
-                    if not len(self.box):
-                        break
-                else:
-                    self.read()
-                    cycles += 1
-                    due = time.ticks_add(due, interval)
-                    if time.ticks_diff(due, now) < 0:  # fell behind (long outage): do not burst
-                        due = time.ticks_add(now, interval)
-                    gc.collect()
-                    if cycles % 100 == 0:
-                        log.info("stats cycles=%d sent=%d queued=%d heap_free=%d heap_alloc=%d"
-                                 % (cycles, self.sent, len(self.box), gc.mem_free(), gc.mem_alloc()))
+            self.tick()
+            if self.finished() and not len(self.box):
+                break
             msg = self.box.peek()
             if msg is not None:
+                head = self.box.head
+                seq = self.box.seq - len(self.box)
                 if self.sess.publish(self.topic, msg):
-                    seq = self.box.seq - len(self.box)
-                    self.box.pop()
+                    if self.box.head == head:  # not already pushed out by a full outbox during the wait
+                        self.box.pop()
                     self.sent += 1
                     self.board.led(True)
                     log.info("published seq", seq, "queued", len(self.box))
@@ -115,10 +135,15 @@ class Publisher:
                 wait = self.sess.retry_in()
             else:
                 wait = interval
-            left = time.ticks_diff(due, time.ticks_ms())
+            left = time.ticks_diff(self.due, time.ticks_ms())
             self.board.led(False)
             self.sess.idle(max(0, min(wait, left)))
-        self.cycles = cycles
+
+
+def _why_store(e):
+    if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
+        return "flash full (ENOSPC): free space with 'mpremote fs rm' or lower outbox_slots"
+    return "%s %s" % (type(e).__name__, e)
 
 
 def main(board_name="board"):

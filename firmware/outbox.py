@@ -79,10 +79,10 @@ class Outbox:
             self.head += 1
             self.dropped += 1
             ok = False
-        self.buf[0] = len(payload)  # SLOT <= 256 keeps one length byte enough
-        self.mv[1:1 + len(payload)] = payload
+        # not through self.buf: a reading taken while the head is being sent must not overwrite it
         self.f.seek((self.tail % self.n) * SLOT)
-        self.f.write(self.buf)
+        self.f.write(bytes((len(payload),)))  # SLOT <= 256 keeps one length byte enough
+        self.f.write(payload)
         self.f.flush()
         self.tail += 1
         self.seq += 1

@@ -40,9 +40,10 @@ class _Link:
     # ETIMEDOUT instead of hanging. Writes are buffered until the next read, flush() or close(), so each
     # MQTT packet leaves as one TLS record. umqtt writes topics and the client id as str, and the fixed
     # header and packet id as write(bytearray, n) (shared/umqtt-simple/socket-calls.json).
-    def __init__(self, sock, timeout_ms):
+    def __init__(self, sock, timeout_ms, tick=None):
         self.s = sock
         self.t = timeout_ms
+        self.tick = tick  # called every 250 ms while a read waits: readings stay on schedule
         self.blocking = True
         self.p = select.poll()
         self.p.register(sock, select.POLLIN)
@@ -61,10 +62,19 @@ class _Link:
 
     def read(self, n):
         self.flush()
-        if not self.p.poll(self.t if self.blocking else 0):
-            if self.blocking:
-                raise OSError(_ETIMEDOUT)
-            return None
+        if not self.blocking:
+            if not self.p.poll(0):
+                return None
+        elif not self.p.poll(0):
+            end = time.ticks_add(time.ticks_ms(), self.t)
+            while True:
+                left = time.ticks_diff(end, time.ticks_ms())
+                if left <= 0:
+                    raise OSError(_ETIMEDOUT)
+                if self.p.poll(min(left, 250)):
+                    break
+                if self.tick:
+                    self.tick()
         b = self.s.read(n)
         if b:
             self.rx = time.ticks_ms()
@@ -94,9 +104,10 @@ class _Link:
 
 class _Tls:
     # Passed to MQTTClient as ssl=: every version calls wrap_socket(sock, server_hostname=host) on it.
-    def __init__(self, ctx, timeout_ms):
+    def __init__(self, ctx, timeout_ms, tick=None):
         self.ctx = ctx
         self.t = timeout_ms
+        self.tick = tick
         self.link = None  # type: Any
 
     def wrap_socket(self, sock, server_hostname=None):
@@ -104,7 +115,7 @@ class _Tls:
             sock.setsockopt(_NODELAY[0], _NODELAY[1], 1)
         except (OSError, TypeError):  # a port without TCP_NODELAY: coalescing alone keeps one record per packet
             pass
-        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t)
+        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t, self.tick)
         return self.link
 
 
@@ -174,10 +185,14 @@ def is_link_error(e):
 
 
 class Session:
-    def __init__(self, cfg, ctx, status_topic, net_up=None):
+    # tick: called while the session waits (CONNACK, PUBACK, Wi-Fi join, idle), so the caller takes its
+    # readings on schedule whatever the link does. The waits MicroPython cannot interrupt (the TCP connect,
+    # the TLS handshake) are capped at one interval: a reading is at most that late.
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None):
         self.cfg = cfg
-        self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000)
-        self.net = _Net(cfg["connect_timeout_s"])
+        self.tick = tick
+        self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
+        self.net = _Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
         _mq.socket = self.net  # type: ignore[attr-defined]  # the module global every version connects with
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
@@ -254,7 +269,7 @@ class Session:
         doing = "connecting to %s:%d" % (cfg["broker_host"], cfg["broker_port"])
         if self.net_up:
             try:
-                self.net_up()
+                self.net_up(self.tick)
             except Exception as e:
                 self._failed(e, None)
                 return False
@@ -264,7 +279,7 @@ class Session:
             c.set_last_will(self.status, b"offline", retain=True, qos=1)
             self.c = c
             self.tls.link = None
-            _connect(c, self.net, cfg["connect_timeout_s"])
+            _connect(c, self.net, self.net.t)  # the socket timeout: capped at one interval
         except Exception as e:
             self._failed(e, doing)
             return False

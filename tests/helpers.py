@@ -106,3 +106,76 @@ class Blackhole:
         for c in self.held:
             c.close()
         self.srv.close()
+
+
+class Relay:
+    """A TCP relay in front of a broker that can stop forwarding, as a dead link does (a NAT entry gone,
+    a cable pulled upstream): while blocked it accepts and reads but forwards nothing and never closes;
+    unblock() drops those dead connections and forwards new ones again."""
+
+    def __init__(self, target_port):
+        import socket
+        self.target = target_port
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.blocked = threading.Event()
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            up = None
+            if not self.blocked.is_set():
+                try:
+                    up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                    up.settimeout(None)
+                except OSError:
+                    c.close()
+                    continue
+            with self.lock:
+                self.conns += [c] + ([up] if up else [])
+            threading.Thread(target=self._pump, args=(c, up), daemon=True).start()
+            if up:
+                threading.Thread(target=self._pump, args=(up, c), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                data = a.recv(4096)
+                if not data:
+                    break
+                if b is not None and not self.blocked.is_set():
+                    b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                if s is not None:
+                    s.close()
+
+    def block(self):
+        self.blocked.set()
+
+    def unblock(self):
+        with self.lock:
+            dead, self.conns = self.conns, []
+        for s in dead:
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass
+            s.close()
+        self.blocked.clear()
+
+    def close(self):
+        self.unblock()
+        self.srv.close()

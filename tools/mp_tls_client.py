@@ -15,7 +15,7 @@ msg = b'{"device_id":"dev1","seq":1,"ts":1795459200.123,"uptime_s":12,"status":"
 if mode == "session":
     import session
     cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60,
-           "connect_timeout_s": 5, "puback_timeout_s": 5, "backoff_base_s": 1, "backoff_cap_s": 4}
+           "connect_timeout_s": 5, "interval_s": 30, "puback_timeout_s": 5, "backoff_base_s": 1, "backoff_cap_s": 4}
     s = session.Session(cfg, ctx, "devices/dev1/status")
     t = time.ticks_us()
     assert s.connect()  # CONNECT, CONNACK, and the retained 'online' PUBLISH + PUBACK

@@ -11,7 +11,7 @@ import session
 creds.DIR = certs  # the firmware's own loader, pointed at the host's copy of the DER files
 ctx = creds.context()
 cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60,
-       "connect_timeout_s": 3, "puback_timeout_s": 2, "backoff_base_s": 1, "backoff_cap_s": 2}
+       "connect_timeout_s": 3, "interval_s": 30, "puback_timeout_s": 2, "backoff_base_s": 1, "backoff_cap_s": 2}
 s = session.Session(cfg, ctx, "devices/dev1/status")
 assert s.connect()
 s.c.pid = 65533
