@@ -2,6 +2,7 @@
 # The firmware receives a Board; only board files import machine, network and sensor drivers.
 import time
 
+import machine
 import network
 from machine import Pin
 
@@ -18,6 +19,14 @@ _FAILED = {
     getattr(network, "STAT_ASSOC_FAIL", 203): "association failed",
     getattr(network, "STAT_HANDSHAKE_TIMEOUT", 204): "handshake timeout (wrong password?)",
 }
+
+
+# machine.reset_cause() values, by the names the ESP32 port exports
+_CAUSES = {}
+for _n, _v in (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "watchdog"),
+               ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"), ("BROWNOUT_RESET", "brownout")):
+    if hasattr(machine, _n):
+        _CAUSES[getattr(machine, _n)] = _v
 
 
 class Esp32Board:
@@ -45,6 +54,19 @@ class Esp32Board:
         self.led_pin = Pin(led, Pin.OUT) if led >= 0 else None
         self.wlan = network.WLAN(network.STA_IF)
         self.joined = False
+        self.wdt = None  # type: Any
+
+    def reset_cause(self):
+        return _CAUSES.get(machine.reset_cause(), "other")
+
+    def watchdog(self, timeout_s):
+        # machine.WDT cannot be stopped once armed, not even by Ctrl-C or a soft reset
+        self.wdt = machine.WDT(timeout=timeout_s * 1000)
+        return True
+
+    def feed(self):
+        if self.wdt:
+            self.wdt.feed()
 
     def network_up(self, tick=None):
         # join the configured access point; tick() is called while waiting (readings stay on schedule)

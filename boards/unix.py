@@ -12,6 +12,19 @@ class Board:
         self.x = cfg["seed"] & 0x7FFFFFFF
         self.n = 0
 
+    def reset_cause(self):
+        try:
+            import machine  # the virtual board's machine; the bare Unix port has none
+            return {1: "power_on", 2: "hard", 3: "watchdog", 4: "deep_sleep", 5: "soft"}.get(machine.reset_cause(), "other")
+        except (ImportError, AttributeError):
+            return "power_on"
+
+    def watchdog(self, timeout_s):
+        return False  # the Unix port has no machine.WDT: nothing to arm
+
+    def feed(self):
+        pass
+
     def network_up(self, tick=None):
         pass  # the host's network is always up
 

@@ -40,7 +40,7 @@ class Publisher:
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev
         self.topic = pre + "/telemetry"
-        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick)
+        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick, board.reset_cause())
         self.box = Outbox(cfg["outbox_slots"], dev)
         self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
         self.t0 = time.ticks_ms()
@@ -89,6 +89,7 @@ class Publisher:
     def tick(self):
         # take the reading if it is due: called by the loop and from inside the session's waits (CONNACK,
         # PUBACK, Wi-Fi join), so an outage or a dead link never delays sampling by more than one interval
+        self.board.feed()  # the watchdog: every pass of the loop and every 250 ms of any wait
         if self.busy or self.finished():
             return
         now = time.ticks_ms()
@@ -104,7 +105,7 @@ class Publisher:
         self.cycles += 1
         interval = self.cfg["interval_s"] * 1000
         self.due = time.ticks_add(self.due, interval)
-        if time.ticks_diff(self.due, now) <= 0:  # fell behind (a blocking connect): next one on the grid ahead
+        if time.ticks_diff(self.due, now) <= 0 and interval:  # fell behind (a blocking connect): the grid ahead
             self.due = time.ticks_add(now, interval - time.ticks_diff(now, self.due) % interval)
         gc.collect()
         if self.cycles % 100 == 0:
@@ -117,6 +118,9 @@ class Publisher:
         self.due = time.ticks_ms()
         log.info("publishing to %s every %d s, outbox %d/%d" % (self.topic, cfg["interval_s"], len(self.box),
                                                                 self.box.n))
+        if cfg["wdt_s"] and self.board.watchdog(cfg["wdt_s"]):
+            log.info("watchdog on: a hang restarts the board after %d s (it keeps running at the REPL)"
+                     % cfg["wdt_s"])
         while True:
             self.tick()
             if self.finished() and not len(self.box):

@@ -26,6 +26,24 @@ DEFAULTS = {
     "ntp_host": ("pool.ntp.org", str),
     "seed": (1, int),                # simulated sensors only
     "max_cycles": (0, int),          # 0: forever; tests and benchmarks stop after N readings
+    "wdt_s": (60, int),              # hardware watchdog timeout; 0: off. It keeps running at the REPL
+}
+# allowed range of every numeric key (inclusive)
+BOUNDS = {
+    "broker_port": (1, 65535),
+    "interval_s": (0, 86400),        # 0 (back to back) only with max_cycles: benchmarks
+    "wifi_timeout_s": (1, 300),
+    "sensor_pin": (0, 48),
+    "led_pin": (-1, 48),
+    "keepalive_s": (2, 65535),       # MQTT's keepalive field is 16 bits
+    "connect_timeout_s": (1, 120),
+    "puback_timeout_s": (1, 120),
+    "backoff_base_s": (1, 3600),
+    "backoff_cap_s": (1, 86400),
+    "outbox_slots": (1, 4096),       # 256 bytes of flash each
+    "seed": (0, 0x7FFFFFFF),
+    "max_cycles": (0, 1000000000),
+    "wdt_s": (0, 3600),
 }
 REQUIRED = ("device_id", "broker_host")
 
@@ -62,12 +80,18 @@ def validate(user, path=PATH):
     for k in REQUIRED:
         if not cfg[k]:
             raise ConfigError("required key '%s' missing in %s" % (k, path))
-    for k in ("interval_s", "keepalive_s", "connect_timeout_s", "puback_timeout_s", "backoff_base_s",
-              "backoff_cap_s", "outbox_slots"):
-        if cfg[k] < (0 if k == "interval_s" else 1):
-            raise ConfigError("key '%s' in %s must be positive" % (k, path))
-    if not 0 < cfg["broker_port"] < 65536:
-        raise ConfigError("key 'broker_port' in %s must be 1-65535" % path)
+    for k in BOUNDS:
+        lo, hi = BOUNDS[k]
+        if not lo <= cfg[k] <= hi:
+            raise ConfigError("key '%s' in %s is %d: allowed %d to %d" % (k, path, cfg[k], lo, hi))
+    if cfg["interval_s"] == 0 and not cfg["max_cycles"]:
+        raise ConfigError("key 'interval_s' in %s is 0: allowed 1 to 86400 (0 only with max_cycles)" % path)
+    if cfg["backoff_cap_s"] < cfg["backoff_base_s"]:
+        raise ConfigError("key 'backoff_cap_s' in %s is below backoff_base_s: raise it" % path)
+    low = 2 * cfg["connect_timeout_s"] + 15  # a TCP connect and a TLS handshake back to back, and DNS
+    if cfg["wdt_s"] and cfg["wdt_s"] < low:
+        raise ConfigError("key 'wdt_s' in %s is %d: with connect_timeout_s %d it must be 0 (off) or at least %d"
+                          % (path, cfg["wdt_s"], cfg["connect_timeout_s"], low))
     if cfg["client_id"] is None:
         cfg["client_id"] = cfg["device_id"]
     return cfg

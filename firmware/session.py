@@ -188,9 +188,16 @@ class Session:
     # tick: called while the session waits (CONNACK, PUBACK, Wi-Fi join, idle), so the caller takes its
     # readings on schedule whatever the link does. The waits MicroPython cannot interrupt (the TCP connect,
     # the TLS handshake) are capped at one interval: a reading is at most that late.
-    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None):
+    # Status payloads (retained): ONLINE % reset cause after each CONNECT, OFFLINE_LOST as the Last Will,
+    # OFFLINE_STOPPED on a planned stop.
+    ONLINE = '{"state":"online","reset":"%s"}'
+    OFFLINE_LOST = b'{"state":"offline","reason":"lost"}'
+    OFFLINE_STOPPED = b'{"state":"offline","reason":"stopped"}'
+
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, reset_cause="unknown"):
         self.cfg = cfg
         self.tick = tick
+        self.online = (self.ONLINE % reset_cause).encode()
         self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
         self.net = _Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
         _mq.socket = self.net  # type: ignore[attr-defined]  # the module global every version connects with
@@ -226,7 +233,7 @@ class Session:
             return
         self.c.sock.n = 0  # drop a packet half-written when Ctrl-C came
         self.c.sock.t = min(self.ack_ms, 2000)  # mpremote waits ~10 s for the REPL after its Ctrl-C
-        if self._send(self.status, b"offline", True, "announcing offline"):
+        if self._send(self.status, self.OFFLINE_STOPPED, True, "announcing offline"):
             self.close(disconnect=True)
             log.info("stopped: status offline, DISCONNECT sent")
 
@@ -276,7 +283,7 @@ class Session:
         try:
             c = MQTTClient(cfg["client_id"], cfg["broker_host"], port=cfg["broker_port"],
                            keepalive=cfg["keepalive_s"], ssl=self.tls)
-            c.set_last_will(self.status, b"offline", retain=True, qos=1)
+            c.set_last_will(self.status, self.OFFLINE_LOST, retain=True, qos=1)
             self.c = c
             self.tls.link = None
             _connect(c, self.net, self.net.t)  # the socket timeout: capped at one interval
@@ -293,7 +300,7 @@ class Session:
         except Exception:  # cipher() is missing on older ports: only the log line loses detail
             tls = "TLS"
         log.info("connected to %s:%d with %s as %s" % (cfg["broker_host"], cfg["broker_port"], tls, cfg["client_id"]))
-        return self._send(self.status, b"online", True, "announcing online")
+        return self._send(self.status, self.online, True, "announcing online")
 
     def _send(self, topic, msg, retain, doing):
         if self.c.pid >= 65535:  # umqtt.simple never wraps its packet id: 65536 goes out as 0 and never matches
@@ -339,4 +346,6 @@ class Session:
                 except Exception as e:
                     self._failed(e, "idle (keepalive)")
                     return
+            if self.tick:
+                self.tick()  # feeds the watchdog
             time.sleep_ms(min(left, 200))

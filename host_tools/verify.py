@@ -106,14 +106,9 @@ class Tracker:
         parts = topic.split("/")
         dev = self._dev(parts[1] if len(parts) > 1 else topic)
         if len(parts) == 3 and parts[2] == "status":
-            text = payload.decode("utf-8", "replace").strip()
-            try:
-                obj = json.loads(text)
-                text = obj.get("state", text) if isinstance(obj, dict) else str(obj)
-            except ValueError:
-                pass
-            dev.status = text
-            return "status", None, text
+            state, note = parse_status(payload)
+            dev.status = state
+            return "status", None, note
         msg, why = validate(topic, payload)
         if msg is None:
             dev.malformed += 1
@@ -145,7 +140,7 @@ class Tracker:
     def table(self) -> str:
         cols = ("device", "valid", "malformed", "gaps", "duplicates", "out_of_order", "sensor_errors",
                 "first_seq", "last_seq", "latency_avg_s", "latency_max_s", "status")
-        rows = [[("-" if s[c] is None else str(s[c])) for c in cols] for s in self.summary()]
+        rows = [[("-" if s[c] is None else clean(str(s[c]))) for c in cols] for s in self.summary()]
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
         fmt = "  ".join("{:<%d}" % w for w in widths)
         lines = [fmt.format(*cols)] + [fmt.format(*r) for r in rows]
@@ -157,7 +152,31 @@ class Tracker:
         return [self.devices[k].summary() for k in sorted(self.devices)]
 
 
+def parse_status(payload: bytes) -> Tuple[str, str]:
+    """(state, note) of a status message: {"state": "online", "reset": CAUSE} after a CONNECT,
+    {"state": "offline", "reason": "lost" (the Last Will) | "stopped"}; plain text from older firmware."""
+    text = payload.decode("utf-8", "replace").strip()
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text, text
+    if not isinstance(obj, dict):
+        return str(obj), str(obj)
+    state = str(obj.get("state", text))
+    extra = ", ".join(f"{k}: {v}" for k, v in obj.items() if k != "state")
+    return state, f"{state} ({extra})" if extra else state
+
+
+def clean(text: str) -> str:
+    """Device-controlled text made safe for a terminal: control characters shown escaped, never sent."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def describe(kind: str, topic: str, msg: Optional[dict], note: str) -> str:
+    return clean(_describe(kind, topic, msg, note))
+
+
+def _describe(kind: str, topic: str, msg: Optional[dict], note: str) -> str:
     dev = topic.split("/")[1] if "/" in topic else topic
     if kind == "status":
         return f"{dev} status {note}"

@@ -67,11 +67,11 @@ def test_ctrl_c_is_a_planned_stop_offline_and_disconnect_not_the_last_will(flash
     con.expect(r"published seq \d+", timeout=20)
     sub = client_for(fleet, "verifier", broker.port)
     col = Collector(sub, "devices/dev1/status")
-    assert col.wait_for(1, timeout=10)[0][1] == b"online"  # retained
+    assert json.loads(col.wait_for(1, timeout=10)[0][1]) == {"state": "online", "reset": "hard"}  # retained; flash ends with machine.reset()
     r = mpremote(con.vb.port, "exec", "print('at the REPL')")  # Ctrl-C first, as every mpremote command
     assert r.returncode == 0 and "at the REPL" in r.stdout, r.stderr
     con.expect(r"stopped: status offline, DISCONNECT sent", timeout=10)
-    assert col.wait_for(2, timeout=10)[-1][1] == b"offline"
+    assert json.loads(col.wait_for(2, timeout=10)[-1][1]) == {"state": "offline", "reason": "stopped"}
     log = broker.log_file.read_text()
     assert "Client dev1 disconnected." in log, log[-2000:]          # a clean DISCONNECT
     assert "Client dev1 closed its connection" not in log, log[-2000:]  # not a dropped socket (Last Will)

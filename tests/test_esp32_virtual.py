@@ -181,3 +181,28 @@ def test_missing_module_at_boot_is_one_clear_line_inside_the_restart_loop(esp, f
     con.expect(r"ERROR firmware incomplete \([^)]*_esp32[^)]*\): re-run 'sensorpub flash'; retrying in 5 s", timeout=20)
     text = con.since_boot()
     assert "Traceback" not in text and ">>>" not in text, con.evidence()  # never dropped to the REPL
+
+
+def test_watchdog_restarts_a_hung_board_and_the_status_says_why(esp, fleet, broker):
+    # wdt_s on: a driver that never returns stops the feeding; the board restarts with reset cause WDT and
+    # its retained online status says so, and nothing already queued is lost
+    vb, _ = start("e0", "esp32_generic")
+    try:
+        con = Console(vb, broker)
+        r = flash("e0", broker, "--set", "wdt_s=17", "--set", "connect_timeout_s=1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        con.expect(r"watchdog on: a hang restarts the board after 17 s", timeout=20)
+        sub = client_for(fleet, "verifier", broker.port)
+        col = Collector(sub, "devices/dev1/status")
+        # flash ends with machine.reset(): a hard reset
+        assert json.loads(col.wait_for(1, timeout=20)[0][1]) == {"state": "online", "reset": "hard"}
+        con.mark()
+        hw("e0", "dht22.fault=hang")
+        con.expect(r"watchdog on", timeout=40)  # the firmware again, after the WDT reset
+        hw("e0", "dht22.fault=null")
+        states = [json.loads(p) for _, p in col.wait_for(3, timeout=30)]
+        # the hang dropped the link without a DISCONNECT: the Last Will, then online with the cause
+        assert states[1:3] == [{"state": "offline", "reason": "lost"}, {"state": "online", "reset": "watchdog"}], states
+        sub.disconnect()
+    finally:
+        vb.stop()

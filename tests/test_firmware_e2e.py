@@ -147,6 +147,8 @@ def test_missing_client_cert_is_one_clear_line_and_retries(flashed, vboard):
     (b'{"device_id": "dev1", "broker_host": "localhost", "interval_s": "5"}', r"key 'interval_s' in /config\.json must be int"),
     (b'{"broker_host": "localhost"}', r"required key 'device_id' missing"),
     (b'{"device_id": ', r"/config\.json is not valid JSON"),
+    (b'{"device_id": "dev1", "broker_host": "localhost", "keepalive_s": 100000000000000000000000}',
+     r"key 'keepalive_s' in /config\.json is 100000000000000000000000: allowed 2 to 65535"),
 ])
 def test_bad_config_is_one_clear_line_and_retries(flashed, vboard, tmp_path, content, line):
     con = flashed()

@@ -59,6 +59,13 @@ def test_flash_persists_across_virtual_board_restarts(home):
         vb.stop()
 
 
+def test_run_files_holding_secrets_are_the_owners_only(vboard, home):
+    # the flash image will hold the device key and the Wi-Fi password
+    assert vboard.image.stat().st_mode & 0o777 == 0o600
+    assert vboard.dir.stat().st_mode & 0o777 == 0o700
+    assert (home / "run").stat().st_mode & 0o777 == 0o711  # entered by the broker user, listed by nobody else
+
+
 def test_flash_missing_identity(fleet, vboard):
     cfg = build_config("ghost", "localhost", 8883, 30)
     with pytest.raises(CommandError, match="run 'sensorpub pki device ghost"):
@@ -89,8 +96,23 @@ def test_flash_full_flash(fleet):
 def test_flash_rejects_bad_config_on_the_host(fleet):
     with pytest.raises(CommandError, match="unknown key 'colour'"):
         build_config("dev1", "localhost", 8883, 30, {"colour": 1})
-    with pytest.raises(CommandError, match="'interval_s' .* must be positive"):
+    with pytest.raises(CommandError, match="key 'interval_s' in .* is -1: allowed 0 to 86400"):
         build_config("dev1", "localhost", 8883, -1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"keepalive_s": 100000}, r"key 'keepalive_s' in config.json is 100000: allowed 2 to 65535"),
+    ({"outbox_slots": 10 ** 30}, r"key 'outbox_slots' in config.json is 1000000000000000000000000000000: allowed 1 to 4096"),
+    ({"broker_port": 0}, r"key 'broker_port' .* allowed 1 to 65535"),
+    ({"backoff_base_s": 10, "backoff_cap_s": 5}, r"backoff_cap_s' .* below backoff_base_s"),
+    ({"wdt_s": 20}, r"key 'wdt_s' .* is 20: with connect_timeout_s 10 it must be 0 \(off\) or at least 35"),
+])
+def test_every_numeric_key_has_bounds_named_in_the_message(extra, message):
+    with pytest.raises(CommandError, match=message):
+        build_config("dev1", "localhost", 8883, 30, extra)
+    with pytest.raises(CommandError, match=r"'interval_s' .* is 0: allowed 1 to 86400 \(0 only with max_cycles\)"):
+        build_config("dev1", "localhost", 8883, 0)
+    assert build_config("dev1", "localhost", 8883, 0, {"max_cycles": 5})  # benchmarks run back to back
 
 
 def test_cli_bad_inputs_for_device_commands(fleet):

@@ -65,6 +65,30 @@ def test_tracker_status_and_latency():
     assert s["status"] == "online" and s["latency_avg_s"] == 2.5
 
 
+def test_status_payloads_of_the_firmware_are_understood():
+    from host_tools.verify import describe
+    t = Tracker()
+    kind, _, note = t.feed("devices/dev1/status", b'{"state":"online","reset":"watchdog"}')
+    assert (kind, note, t.devices["dev1"].status) == ("status", "online (reset: watchdog)", "online")
+    _, _, note = t.feed("devices/dev1/status", b'{"state":"offline","reason":"lost"}')
+    assert note == "offline (reason: lost)" and describe("status", "devices/dev1/status", None, note) == \
+        "dev1 status offline (reason: lost)"
+
+
+def test_device_controlled_text_cannot_reach_the_terminal_raw():
+    from host_tools.verify import describe
+    t = Tracker()
+    evil = "\x1b]0;pwned\x07\x1b[2J"
+    _, _, note = t.feed("devices/dev1/status", json.dumps({"state": "online", "reset": evil}).encode())
+    line = describe("status", "devices/dev1/status", None, note)
+    kind, m, note = t.feed(T, json.dumps({"device_id": "dev1", "seq": 1, "ts": 5.0, "status": "ok",
+                                          "temp_c": 1.0, evil: 2.0}).encode())
+    line2 = describe(kind, T, m, note)
+    for text in (line, line2, t.table()):
+        assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert "\\x1b]0;pwned" in line and "\\x1b" in line2
+
+
 def test_verify_cli_reports_gap_duplicate_and_malformed_from_broker(broker, fleet):
     import subprocess, sys, os
     proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port),

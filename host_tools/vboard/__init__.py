@@ -101,6 +101,7 @@ class VBoard:
         blocks = flash_kb * 1024 // BLOCK
         if erase or not self.image.exists() or self.image.stat().st_size != blocks * BLOCK:
             self.image.write_bytes(b"\xff" * (blocks * BLOCK))  # erased NOR flash
+        os.chmod(self.image, 0o600)  # it will hold the device key and the Wi-Fi password
         self.state_file.unlink(missing_ok=True)
         log = open(self.dir / "supervisor.log", "ab")
         subprocess.Popen([sys.executable, "-m", "host_tools.vboard.supervisor", str(self.dir), mp, heapsize,

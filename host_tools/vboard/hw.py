@@ -58,8 +58,8 @@ DEFAULT_HW: Dict[str, Any] = {
 
 # allowed values of the "fault" keys: None is healthy
 FAULTS: Dict[str, Tuple[Any, ...]] = {
-    "dht22": (None, "timeout", "garbage"),
-    "dht11": (None, "timeout", "garbage"),
+    "dht22": (None, "timeout", "garbage", "hang"),   # hang: a stuck driver, for the watchdog
+    "dht11": (None, "timeout", "garbage", "hang"),
     "ds18b20": (None, "garbage", "absent"),
 }
 

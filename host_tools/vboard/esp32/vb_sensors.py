@@ -1,7 +1,7 @@
 # Sensors on the emulated ESP32's pins (MicroPython): the DHT11/DHT22 frame that machine.dht_readinto
 # returns, from hw.json's "dht22"/"dht11" sections. Readings drift a little, deterministically from the
 # read count; faults: "timeout" (no answer: OSError(ETIMEDOUT), 116 with the ESP32's newlib errno) and
-# "garbage" (a frame whose checksum does not match).
+# "garbage" (a frame whose checksum does not match), "hang" (never returns: a stuck driver, for the watchdog).
 import vbhw
 
 _t = vbhw.real_time
@@ -35,6 +35,9 @@ def dht_readinto(pid, buf):
         raise etimedout()
     if d.get("fault") == "timeout":
         raise etimedout()
+    while d.get("fault") == "hang":  # a driver stuck with interrupts off: only the watchdog gets the board back
+        _t.sleep_ms(50)
+        d = vbhw.dev(name)
     n = _reads[name] = _reads.get(name, 0) + 1
     t = d.get("temp_c", 20.0) + vbhw.drift(name, d.get("drift", 0), n)
     h = min(100.0, max(0.0, d.get("humidity_pct", 50.0) + 2 * vbhw.drift(name + "h", d.get("drift", 0), n)))
