@@ -40,7 +40,7 @@ class Publisher:
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev
         self.topic = pre + "/telemetry"
-        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick, board.reset_cause())
+        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick, board.reset_cause(), self.clock)
         self.box = Outbox(cfg["outbox_slots"], dev)
         self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
         self.t0 = time.ticks_ms()
@@ -49,6 +49,15 @@ class Publisher:
         self.cycles = 0
         self.due = self.t0
         self.busy = False
+
+    def clock(self):
+        # before each TLS handshake, once the network is up: TLS checks the broker's certificate dates, and an
+        # ESP32 whose clock was never set fails that with the same code as an untrusted certificate
+        if not self.synced:
+            self.synced = self.board.sync_time()
+        if not self.synced and time.gmtime()[0] < 2025:
+            raise OSError("clock not set: no answer from NTP server '%s' (ntp_host), and TLS needs the date to "
+                          "check the broker's certificate" % self.cfg["ntp_host"])
 
     def read(self):
         r = self.reading

@@ -27,8 +27,30 @@ _HINTS = {
     -0x2700: "broker certificate not trusted: /certs/ca.der is not the broker's CA, or the broker host is not in its certificate",
     -0x7780: "broker rejected the TLS handshake: is /certs/client.der issued by the broker's CA, and not revoked?",
     -0x7880: "broker closed the TLS session",
-    -202: "broker host name not resolved (DNS)",  # ESP32 getaddrinfo
+    -202: "broker host name not resolved (DNS): check broker_host and the Wi-Fi's DNS",  # ESP32 getaddrinfo
+    -0x7F00: "TLS could not allocate its buffers",  # MBEDTLS_ERR_SSL_ALLOC_FAILED: the IDF heap, not the GC heap
+    errno.ECONNREFUSED: "connection refused: nothing listens there (broker down, or wrong broker_port)",
+    errno.EHOSTUNREACH: "broker host unreachable: check broker_host and the network",
+    errno.ENOMEM: "TLS could not allocate its buffers",
 }
+_ALLOC = (-0x7F00, errno.ENOMEM)
+
+
+def _clock_unset():
+    return time.gmtime()[0] < 2025  # an ESP32 starts in 2000 until NTP (or the RTC) sets it
+
+
+def _heap():
+    # what an allocation failure in TLS should report: the IDF heap where the board has one
+    import gc
+    gc.collect()
+    out = "GC heap free %d" % gc.mem_free()
+    try:
+        import esp32
+        out += ", IDF heap largest free block %d" % max(h[2] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+    except (ImportError, AttributeError, ValueError):
+        pass
+    return out
 # what a dead or refusing link raises inside umqtt.simple: socket and TLS errors, a CONNACK refusal,
 # and its asserts/indexing on a short or malformed read
 LINK_ERRORS = (OSError, MQTTException, AssertionError, IndexError)
@@ -161,6 +183,11 @@ def why(e):
         c = e.args[0]
         if isinstance(c, str):
             return c
+        if c == -0x2700 and _clock_unset():  # the same code as an untrusted certificate: say which it is
+            return "clock not set (year %d): the broker's certificate dates cannot be checked; is NTP reachable? (%s)" \
+                % (time.gmtime()[0], c)
+        if c in _ALLOC:
+            return "%s (%s; %s): collected, will retry" % (_HINTS[c], c, _heap())
         if c in _HINTS:
             return "%s (%s)" % (_HINTS[c], c)
         if c in _TIMEOUTS:
@@ -194,9 +221,10 @@ class Session:
     OFFLINE_LOST = b'{"state":"offline","reason":"lost"}'
     OFFLINE_STOPPED = b'{"state":"offline","reason":"stopped"}'
 
-    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, reset_cause="unknown"):
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, reset_cause="unknown", clock=None):
         self.cfg = cfg
         self.tick = tick
+        self.clock = clock  # raises OSError while the clock is unset, so no TLS starts without a date
         self.online = (self.ONLINE % reset_cause).encode()
         self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
         self.net = _Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
@@ -277,6 +305,8 @@ class Session:
         if self.net_up:
             try:
                 self.net_up(self.tick)
+                if self.clock:
+                    self.clock()
             except Exception as e:
                 self._failed(e, None)
                 return False

@@ -39,7 +39,9 @@ EPILOGS = {
              "  sensorpub flash --target aws --region eu-west-1 --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
              "      --wifi-ssid home",
     "console": "examples:\n  sensorpub console --port vboard -f\n  sensorpub console --port /dev/ttyUSB0 -f",
-    "verify": "examples:\n  sensorpub verify --device dev1 --count 3 --timeout 60\n"
+    "verify": "exit status: 0 every expected reading arrived valid, no gap; 3 could not connect or was refused;\n"
+              "  4 timed out before --count readings (or none at all); 5 gaps in seq; 6 malformed payloads\n"
+              "examples:\n  sensorpub verify --device dev1 --count 3 --timeout 60\n"
               "  sensorpub verify --timeout 120 --json\n"
               "  sensorpub verify --target aws --region eu-west-1 --device dev1 --count 2 --timeout 120\n"
               "  sensorpub verify --target aws --alpn --device dev1 --count 2   # port 443, ALPN x-amzn-mqtt-ca",
@@ -312,7 +314,7 @@ def argparse_verify(sub):
 
 def do_verify(args):
     from .pki import Fleet
-    from .verify import Endpoint, Tracker, run_verify
+    from .verify import Endpoint, Tracker, run_verify, verdict
     if args.count and not args.device:
         raise CommandError("--count needs --device NAME")
     if args.count < 0 or args.timeout <= 0:
@@ -340,10 +342,7 @@ def do_verify(args):
     ok = run_verify(ep, tracker, device=args.device, count=args.count, timeout=args.timeout,
                     on_line=(lambda _l: None) if args.quiet or args.json else print)
     print(json.dumps(tracker.summary(), indent=2) if args.json else tracker.table())
-    if not ok:
-        got = tracker.devices[args.device].valid if args.device in tracker.devices else 0
-        raise CommandError(f"only {got} of {args.count} valid readings from {args.device} within {args.timeout:g} s")
-    return 0
+    return verdict(tracker, ok, args.device, args.count, args.timeout)
 
 
 # --- vboard, flash, console ----------------------------------------------------------------------
@@ -504,7 +503,7 @@ def main(argv=None):
         return COMMANDS[args.command][1](args) or 0
     except CommandError as e:
         print(f"sensorpub: error: {e}", file=sys.stderr)
-        return 1
+        return e.code
     except KeyboardInterrupt:
         print("sensorpub: interrupted", file=sys.stderr)
         return 130

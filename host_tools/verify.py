@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .contract import ROOT, STATUS, TELEMETRY, TELEMETRY_LEAF
 from .errors import CommandError
 
+# exit statuses of `sensorpub verify` (1: other errors, 2: usage)
+EXIT_CONNECT, EXIT_TIMEOUT, EXIT_GAPS, EXIT_MALFORMED = 3, 4, 5, 6
 RESERVED = {"device_id", "seq", "ts", "uptime_s", "status", "error"}
 STATUSES = ("ok", "sensor_error")
 
@@ -241,13 +243,13 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
     try:
         client.connect(ep.host, ep.port, keepalive=30)
     except ssl.SSLCertVerificationError as e:
-        raise CommandError(f"the server at {ep.host}:{ep.port} is not trusted by {ep.ca_file}: {e.verify_message}") from None
+        raise CommandError(f"the server at {ep.host}:{ep.port} is not trusted by {ep.ca_file}: {e.verify_message}", EXIT_CONNECT) from None
     except ssl.SSLError as e:
-        raise CommandError(f"TLS with {ep.host}:{ep.port} failed: {e.reason or e}") from None
+        raise CommandError(f"TLS with {ep.host}:{ep.port} failed: {e.reason or e}", EXIT_CONNECT) from None
     except ConnectionRefusedError:
-        raise CommandError(f"nothing listens on {ep.host}:{ep.port}: start it with 'sensorpub broker start'") from None
+        raise CommandError(f"nothing listens on {ep.host}:{ep.port}: start it with 'sensorpub broker start'", EXIT_CONNECT) from None
     except OSError as e:
-        raise CommandError(f"cannot reach {ep.host}:{ep.port}: {e.strerror or e}") from None
+        raise CommandError(f"cannot reach {ep.host}:{ep.port}: {e.strerror or e}", EXIT_CONNECT) from None
     client.loop_start()
     try:
         done.wait(timeout)
@@ -255,8 +257,27 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
         client.disconnect()
         client.loop_stop()
     if failure:
-        raise CommandError(failure[0])
+        raise CommandError(failure[0], EXIT_CONNECT)
     if device and count:
         got = tracker.devices[device].valid if device in tracker.devices else 0
         return got >= count
     return True
+
+
+def verdict(tracker: Tracker, reached: bool, device: Optional[str], count: int, timeout: float) -> int:
+    """0 only when every expected reading arrived valid with no gap; else raise with the documented code."""
+    if not reached:
+        got = tracker.devices[device].valid if device in tracker.devices else 0
+        raise CommandError(f"only {got} of {count} valid readings from {device} within {timeout:g} s", EXIT_TIMEOUT)
+    stats = [tracker.devices[device]] if device else list(tracker.devices.values())
+    if not any(d.valid for d in stats):
+        raise CommandError(f"no valid reading{' from ' + device if device else ''} arrived within {timeout:g} s",
+                           EXIT_TIMEOUT)
+    gaps = {clean(d.device): d.summary()["gaps"] for d in stats if d.summary()["gaps"]}
+    if gaps:
+        raise CommandError("readings missing (gaps in seq): " + ", ".join(f"{k} {v}" for k, v in gaps.items()),
+                           EXIT_GAPS)
+    bad = {clean(d.device): d.malformed for d in stats if d.malformed}
+    if bad:
+        raise CommandError("malformed payloads: " + ", ".join(f"{k} {v}" for k, v in bad.items()), EXIT_MALFORMED)
+    return 0

@@ -206,3 +206,22 @@ def test_watchdog_restarts_a_hung_board_and_the_status_says_why(esp, fleet, brok
         sub.disconnect()
     finally:
         vb.stop()
+
+
+def test_no_tls_before_the_clock_is_set_and_the_line_says_so(home, fleet, broker):
+    # an unset clock fails certificate checks with the code of an untrusted certificate (-0x2700): the firmware
+    # waits for NTP, says why, keeps sampling, and connects once the time is known
+    vb, _ = start("e0", "esp32_generic")
+    try:
+        hw("e0", "ntp.reachable=false")
+        con = Console(vb, broker)
+        r = flash("e0", broker)
+        assert r.returncode == 0, r.stdout + r.stderr
+        con.expect(r"WARN network down: clock not set: no answer from NTP server 'pool.ntp.org' \(ntp_host\)[^\n]*"
+                   r"reconnect in", timeout=30, count=2)
+        assert "connected to" not in con.text() and "dev1" not in broker.log_file.read_text()
+        hw("e0", "ntp.reachable=true")
+        con.expect(r"published seq \d+ queued 0", timeout=30)
+        assert "Traceback" not in con.text(), con.evidence()
+    finally:
+        vb.stop()

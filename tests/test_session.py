@@ -36,3 +36,20 @@ def test_each_mqtt_packet_leaves_as_one_tls_record(broker, fleet, tmp_path, sour
     bare = bench_tls.run("bare", tmp_path, certs, broker.port)
     assert ours["records_per_packet"] == 1.0, ours
     assert bare["records_per_packet"] > 2, bare  # umqtt.simple alone: several records per packet
+
+
+def test_each_common_link_failure_names_its_cause(tmp_path):
+    import json
+    from host_tools.umqtt_versions import install_umqtt
+    install_umqtt(tmp_path, "standin")
+    mp = Path(sys.executable).parent / "micropython"
+    r = subprocess.run([str(mp), str(ROOT / "tests" / "mp" / "session_why.py"), str(ROOT / "firmware"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=30)
+    assert "RESULT" in r.stdout, r.stdout + r.stderr
+    why = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert why["refused"].startswith("connection refused: nothing listens there (broker down, or wrong broker_port)")
+    assert why["dns"].startswith("broker host name not resolved (DNS)")
+    for k in ("alloc", "enomem"):
+        assert why[k].startswith("TLS could not allocate its buffers") and "GC heap free" in why[k], why[k]
+    assert why["untrusted"].startswith("broker certificate not trusted")
+    assert why["untrusted_no_clock"].startswith("clock not set (year "), why["untrusted_no_clock"]

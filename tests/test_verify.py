@@ -98,7 +98,8 @@ def test_verify_cli_reports_gap_duplicate_and_malformed_from_broker(broker, flee
     for payload in (msg(10), msg(11), msg(11), msg(14), b"garbage"):
         dev.publish(T, payload, qos=1).wait_for_publish(5)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 5, err  # gaps outrank malformed
+    assert "readings missing (gaps in seq): dev1 2" in err, err
     summary = {d["device"]: d for d in json.loads(out)}
     s = summary["dev1"]
     assert (s["valid"], s["duplicates"], s["gaps"], s["malformed"]) == (3, 1, 2, 1), s
@@ -117,5 +118,23 @@ def test_verify_cli_count_reached_and_not_reached(broker, fleet):
     assert proc.returncode == 0, err
     assert "dev1 seq=2 ok" in out
     r = run_cli("verify", "--port", str(broker.port), "--device", "dev1", "--count", "1", "--timeout", "1")
-    assert r.returncode == 1
+    assert r.returncode == 4
     assert "only 0 of 1 valid readings from dev1" in r.stderr
+
+
+def test_verify_exit_status_for_malformed_refused_and_silence(broker, fleet):
+    import subprocess, sys
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port), "--device",
+                             "dev1", "--count", "2", "--timeout", "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    dev = client_for(fleet, "dev1", broker.port)
+    for payload in (b"garbage", msg(1), msg(2)):
+        dev.publish(T, payload, qos=1).wait_for_publish(5)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 6 and "malformed payloads: dev1 1" in err, err
+    from conftest import free_port
+    r = run_cli("verify", "--port", str(free_port()), "--timeout", "2")
+    assert r.returncode == 3 and "nothing listens on" in r.stderr, r.stderr
+    r = run_cli("verify", "--port", str(broker.port), "--timeout", "1")
+    assert r.returncode == 4 and "no valid reading arrived within 1 s" in r.stderr, r.stderr
