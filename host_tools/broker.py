@@ -14,7 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -75,6 +75,7 @@ class Broker:
     name: str = ""             # run-dir suffix, so a second broker (e.g. an AWS stand-in) can run beside
     server_fleet: str = ""     # take the server certificate from this fleet's PKI (a separate root), not ours
     bind_client_id: bool = True  # client id := certificate CN; off for the AWS stand-in, whose policy ACL checks %c
+    notes: List[str] = field(default_factory=list)  # what start() did on the side, for the CLI to say
 
     @property
     def dir(self) -> Path:
@@ -92,7 +93,7 @@ class Broker:
     def tls_dir(self) -> Path:
         return self.dir / "tls"
 
-    def _stage(self) -> List[str]:
+    def _stage(self, acl: bool = True) -> List[str]:
         """Write the ACL and copy the TLS material into the run directory, readable by the broker only.
 
         Returns the TLS lines of the config (the CRL only when the fleet has one)."""
@@ -109,14 +110,19 @@ class Broker:
         self.tls_dir.mkdir(mode=0o700, exist_ok=True)
         (self.dir / "data").mkdir(mode=0o700, exist_ok=True)
         files = {"ca.pem": f.ca_cert, "server.pem": server / "server.pem", "server.key.pem": server / "server.key.pem"}
+        if f.crl.exists() and f.ca_key.exists():
+            from .pki import CRL_REFRESH_DAYS, refresh_crl
+            if refresh_crl(self.fleet, if_within=CRL_REFRESH_DAYS):  # an expired CRL locks every client out
+                self.notes.append(f"the fleet CRL was near its next_update: re-signed ({f.crl})")
         if f.crl.exists():
             files["crl.pem"] = f.crl
         for name, src in files.items():
             _copy_private(src, self.tls_dir / name)
         if "crl.pem" not in files:
             (self.tls_dir / "crl.pem").unlink(missing_ok=True)
-        acl = self.acl if self.acl is not None else default_acl(f.verifier_cns() or [VERIFIER_CN])
-        _write_private(self.dir / "acl", acl.encode())
+        if acl:
+            text = self.acl if self.acl is not None else default_acl(f.verifier_cns() or [VERIFIER_CN])
+            _write_private(self.dir / "acl", text.encode())
         if pw:
             for p in [self.dir, *self.dir.rglob("*")]:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
@@ -162,9 +168,34 @@ class Broker:
         pid = self.pid()
         if not pid:
             return False
-        self._stage()
+        acl = self.dir / "acl"  # a custom ACL (the AWS rehearsal's) is the running broker's own: keep it
+        self._stage(acl=not acl.exists() or acl.read_text().startswith(default_acl([]).splitlines()[0]))
+        before = self._log_text().count("Reloading config.")
         os.kill(pid, signal.SIGHUP)
+        # mosquitto logs the line, reloads, then serves the next connection: one handshake after it means done
+        deadline = time.monotonic() + 5
+        while self._log_text().count("Reloading config.") <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port, bind = self.listener() or (self.port, self.bind)
+        _tls_ready(bind, port, Fleet(self.fleet), Fleet(self.server_fleet or self.fleet))
         return True
+
+    def listener(self) -> Optional[tuple]:
+        """(port, address) the running config listens on, from mosquitto.conf; None without one."""
+        conf = self.dir / "mosquitto.conf"
+        if not conf.exists():
+            return None
+        for ln in conf.read_text().splitlines():
+            if ln.startswith("listener "):
+                _, port, bind = ln.split()
+                return int(port), bind
+        return None
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def pid(self) -> Optional[int]:
         try:

@@ -17,7 +17,9 @@ EPILOGS = {
            "  sensorpub pki device dev1\n  sensorpub pki verifier\n"
            "  sensorpub pki verifier --name bridge   # a second consumer with its own client id\n"
            "  sensorpub pki list --fleet demo\n"
-           "  sensorpub pki revoke dev1",
+           "  sensorpub pki revoke dev1\n"
+           "  sensorpub pki renew dev1     # then: sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1\n"
+           "  sensorpub pki crl            # re-sign the CRL (broker start does it when it is near its end)",
     "broker": "examples:\n  sensorpub broker start --port 8883\n  sensorpub broker status\n"
               "  sensorpub broker start --port 8884 --aws-policy --server-fleet amazon-standin   # AWS rehearsal\n"
               "  sensorpub broker logs -n 20\n  sensorpub broker stop",
@@ -37,7 +39,8 @@ EPILOGS = {
              "  sensorpub flash --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
              "      --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD\n"
              "  sensorpub flash --target aws --region eu-west-1 --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\\n"
-             "      --wifi-ssid home",
+             "      --wifi-ssid home\n"
+             "  sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1   # after 'sensorpub pki renew dev1'",
     "console": "examples:\n  sensorpub console --port vboard -f\n  sensorpub console --port /dev/ttyUSB0 -f",
     "verify": "exit status: 0 every expected reading arrived valid, no gap; 3 could not connect or was refused;\n"
               "  4 timed out before --count readings (or none at all); 5 gaps in seq; 6 malformed payloads\n"
@@ -71,15 +74,22 @@ def argparse_pki(sub):
     for name, helptext in (("init", "create the fleet CA"), ("server", "issue the broker's server certificate"),
                            ("device", "issue a device identity (PEM for the host, DER for the board)"),
                            ("verifier", "issue the host-side verifier identity"),
-                           ("list", "list the fleet's identities"), ("revoke", "revoke a device and update the CRL")):
+                           ("list", "list the fleet's identities (warns of certificates expiring within 30 days)"),
+                           ("revoke", "revoke a device (and its earlier certificates) and update the CRL"),
+                           ("renew", "new key and certificate for a device; the old one works until it expires"),
+                           ("crl", "re-sign the CRL with a fresh next_update")):
         a = s.add_parser(name, help=helptext, description=helptext)
         _fleet(a)
         if name in ("init", "server", "device", "verifier"):
             a.add_argument("--key-type", choices=("ec256", "rsa2048"), default="ec256",
                            help="key algorithm (default: ec256, EC P-256)")
             a.add_argument("--force", action="store_true", help="replace existing files")
-        if name in ("device", "revoke"):
+        if name in ("device", "revoke", "renew"):
             a.add_argument("name", help="device name: letters, digits, '-' and '_'")
+        if name == "renew":
+            a.add_argument("--key-type", choices=("ec256", "rsa2048"), default="ec256", help="key algorithm")
+        if name == "crl":
+            a.add_argument("--days", type=int, default=365, help="next_update this many days ahead (default: 365)")
         if name == "verifier":
             a.add_argument("--name", default="", help="issue a named verifier identity (CN sensorpub-verifier-NAME) "
                                                       "for a second consumer; the broker binds client id to CN")
@@ -103,19 +113,37 @@ def do_pki(args):
         _reload_broker(args.fleet, "its ACL now lets this verifier read")
     elif args.action == "revoke":
         serial = pki.revoke_device(args.fleet, args.name)
-        print(f"revoked {args.name} (serial {serial:x})")
+        print(f"revoked {args.name} (serial {serial:x}, and any earlier certificate of it)")
+        _reload_broker(args.fleet, "it loaded the new CRL")
+        return 0
+    elif args.action == "renew":
+        path = pki.renew_device(args.fleet, args.name, args.key_type, progress=_say)
+        print(f"wrote {path}; put it on the board with 'sensorpub flash --certs-only --port PORT --device {args.name}'")
+        return 0
+    elif args.action == "crl":
+        if not 1 <= args.days <= 3650:
+            raise CommandError(f"--days {args.days}: give 1 to 3650")
+        when = pki.refresh_crl(args.fleet, args.days)
+        print(f"re-signed {pki.Fleet(args.fleet).crl}, next update {when:%Y-%m-%d}")
         _reload_broker(args.fleet, "it loaded the new CRL")
         return 0
     else:
         ids = pki.list_identities(args.fleet)
         if args.json:
             print(json.dumps([{"role": i.role, "name": i.name, "serial": f"{i.serial:x}", "key_type": i.key_type,
-                               "not_after": i.not_after.isoformat(), "revoked": i.revoked} for i in ids], indent=2))
+                               "not_after": i.not_after.isoformat(), "revoked": i.revoked,
+                               "expires_in_days": (i.not_after - pki._now()).days} for i in ids], indent=2))
         else:
             print(f"{'role':<9} {'name':<24} {'key':<8} {'not after':<20} {'revoked':<7} serial")
             for i in ids:
                 print(f"{i.role:<9} {i.name:<24} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
                       f"{'yes' if i.revoked else 'no':<7} {i.serial:x}")
+        for i in ids:
+            left = (i.not_after - pki._now()).days
+            if not i.revoked and left < pki.EXPIRY_WARN_DAYS:
+                fix = f"sensorpub pki renew {i.name}" if i.role == "device" else f"sensorpub pki {i.role} --force"
+                _say(f"warning: the {i.role} certificate of {i.name} " + (f"expires in {left} days" if left >= 0 else
+                     "has expired") + f": run '{fix}'")
         return 0
     print(f"wrote {path}")
     return 0
@@ -165,14 +193,15 @@ def do_broker(args):
         if not 0 < args.port < 65536:
             raise CommandError(f"--port {args.port} is not a TCP port: give 1-65535")
         pid = b.start(progress=_say)
+        for note in b.notes:
+            _say(note)
         print(f"broker for fleet {args.fleet!r} up on {args.bind}:{args.port} (pid {pid}, log {b.log_file})")
     elif args.action == "stop":
         print("stopped" if b.stop() else f"the broker for fleet {args.fleet!r} was not running")
     elif args.action == "status":
         pid = b.pid()
-        conf = b.dir / "mosquitto.conf"
-        where = next((ln.split(None, 1)[1] for ln in conf.read_text().splitlines() if ln.startswith("listener ")),
-                     "?") if conf.exists() else "?"
+        lst = b.listener()
+        where = f"{lst[0]} {lst[1]}" if lst else "?"
         print(f"running (pid {pid}, listener {where}, log {b.log_file})" if pid else "not running")
         return 0 if pid else 3
     else:
@@ -422,6 +451,9 @@ def argparse_flash(sub):
     _aws_flags(p, root_ca=True)
     p.add_argument("--mpy", action="store_true", help="precompile the firmware with mpy-cross")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+    p.add_argument("--certs-only", action="store_true",
+                   help="replace only the certificate and key files (after 'sensorpub pki renew'); the board "
+                        "must already be flashed as --device")
 
 
 def do_flash(args):
@@ -450,6 +482,11 @@ def do_flash(args):
                      f"{args.device}' (or register the CA with --jitp) or the board will be refused")
     elif args.aws_root_ca:
         raise CommandError("--aws-root-ca is for --target aws")
+    if args.certs_only:
+        from .flash import flash_certs
+        files = flash_certs(args.port, args.fleet, args.device, progress=_say, ca_der=ca_der, reset=not args.no_reset)
+        print(f"replaced the credentials of {args.device} on {args.port}: {len(files)} files")
+        return 0
     cfg = build_config(args.device, host, args.broker_port, args.interval, extra)
     files = flash(args.port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
                   progress=_say, ca_der=ca_der)

@@ -179,3 +179,40 @@ def flash(port: str, fleet: str, device: str, board: Optional[str], config: dict
     finally:
         dev.close()
     return files
+
+
+def flash_certs(port: str, fleet: str, device: str, progress: Callable[[str], None] = lambda m: None,
+                ca_der: Optional[bytes] = None, reset: bool = True) -> Dict[str, bytes]:
+    """Replace only /certs/* on a board already flashed as `device` (after 'pki renew'), verify, reset."""
+    from .transport import Device
+    ddir = Fleet(fleet).device_dir(device)
+    files = {}
+    for name in CRED_FILES:
+        if not (ddir / name).exists():
+            raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
+                               f"run 'sensorpub pki device {device} --fleet {fleet}'")
+        files["/certs/" + name] = (ddir / name).read_bytes()
+    if ca_der is not None:
+        files["/certs/ca.der"] = ca_der
+    progress(f"connecting to {port}")
+    dev = Device(port)
+    try:
+        out = dev.exec("import json\ntry:\n print(json.load(open('/config.json'))['device_id'])\n"
+                       "except Exception as e:\n print('?', e)").strip()
+        if out != device:
+            raise CommandError(f"the board on {port} is not flashed as {device!r} (its /config.json says {out!r}): "
+                               "flash it in full with 'sensorpub flash' instead of --certs-only")
+        for path, data in files.items():
+            dev.write_file(path, data)
+            progress(f"{path} ({len(data)} bytes)")
+        got = dev.file_info(files)
+        for path, data in files.items():
+            if tuple(got.get(path, ())) != (len(data), hashlib.sha256(data).hexdigest()):
+                raise CommandError(f"{path} on the board does not match what was written; flash again")
+        progress(f"verified {len(files)} files (sizes and SHA-256 read back)")
+        if reset:
+            progress("resetting the board")
+            dev.reset()
+    finally:
+        dev.close()
+    return files

@@ -8,7 +8,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +21,9 @@ from .paths import VERIFIER_CN, check_name, fleet_dir, verifier_cn
 KEY_TYPES = ("ec256", "rsa2048")
 CA_DAYS = 3650
 LEAF_DAYS = 365
+CRL_DAYS = 365      # next_update of a CRL we write
+CRL_REFRESH_DAYS = 30  # `broker start` rewrites a CRL closer than this to its next_update
+EXPIRY_WARN_DAYS = 30  # `pki list` warns about certificates expiring sooner
 
 Progress = Callable[[str], None]
 
@@ -214,11 +217,22 @@ def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: 
 
 
 def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, force: bool,
-           progress: Progress, sans=None, der: bool = False) -> Path:
+           progress: Progress, sans=None, der: bool = False, renew: bool = False) -> Path:
+    """Write a new key and certificate. The one replaced goes to history/; with `force` (a re-issue, the old
+    key may be compromised) it is also revoked at once; with `renew` it stays valid until it expires."""
     f = Fleet(fleet)
     ca_cert, ca_key = f.require_ca()
     cert_path, key_path = out_dir / f"{stem}.pem", out_dir / f"{stem}.key.pem"
-    _guard([cert_path, key_path], force)
+    if not renew:
+        _guard([cert_path, key_path], force)
+    elif not cert_path.exists():
+        raise CommandError(f"{cert_path} does not exist: issue it first ('sensorpub pki device NAME')")
+    if cert_path.exists():
+        old = load_cert(cert_path)
+        _write(out_dir / "history" / f"{old.serial_number:x}.pem", cert_path.read_bytes())
+        if not renew:
+            revoke_serials(fleet, [old.serial_number])
+            progress(f"revoked the replaced certificate of {cn!r} (serial {old.serial_number:x})")
     progress(f"generating {key_type} key for {cn!r}")
     key = new_key(key_type)
     cert = build_leaf(ca_cert, ca_key, _name(cn, fleet), key.public_key(), eku, sans=sans)
@@ -267,32 +281,67 @@ def issue_verifier(fleet: str, key_type: str = "ec256", force: bool = False, pro
                   key_type, force, progress, sans=_client_san(fleet, cn))
 
 
-def _revoked_serials(fleet: str) -> set:
+def _revoked(fleet: str) -> Dict[int, dt.datetime]:
+    """serial -> revocation date, from the fleet CRL."""
     f = Fleet(fleet)
     if not f.crl.exists():
-        return set()
+        return {}
     crl = x509.load_pem_x509_crl(f.crl.read_bytes())
-    return {r.serial_number for r in crl}
+    return {r.serial_number: r.revocation_date_utc for r in crl}
 
 
-def write_crl(fleet: str, serials) -> Path:
+def _revoked_serials(fleet: str) -> set:
+    return set(_revoked(fleet))
+
+
+def write_crl(fleet: str, serials, days: int = CRL_DAYS) -> Path:
+    """Sign the CRL anew (next_update `days` ahead); serials already listed keep their revocation date."""
     f = Fleet(fleet)
     ca_cert, ca_key = f.require_ca()
     now = _now()
+    dates = _revoked(fleet) if f.crl.exists() else {}
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
-         .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=365)))
+         .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days)))
     for s in sorted(serials):
         b = b.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now).build())
+            x509.RevokedCertificateBuilder().serial_number(s).revocation_date(dates.get(s, now)).build())
     _write(f.crl, b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
     return f.crl
 
 
+def revoke_serials(fleet: str, serials) -> None:
+    write_crl(fleet, _revoked_serials(fleet) | set(serials))
+
+
+def refresh_crl(fleet: str, days: int = CRL_DAYS, if_within: Optional[int] = None) -> Optional[dt.datetime]:
+    """Re-sign the CRL with a new next_update; with `if_within`, only when the current one ends sooner than
+    that many days. Returns the new next_update, or None when nothing was done."""
+    f = Fleet(fleet)
+    if if_within is not None and f.crl.exists():
+        crl = x509.load_pem_x509_crl(f.crl.read_bytes())
+        if crl.next_update_utc and crl.next_update_utc - _now() > dt.timedelta(days=if_within):
+            return None
+    write_crl(fleet, _revoked_serials(fleet), days)
+    return x509.load_pem_x509_crl(f.crl.read_bytes()).next_update_utc
+
+
 def revoke_device(fleet: str, name: str) -> int:
-    cert = load_cert(Fleet(fleet).device_dir(name) / "client.pem")
-    serials = _revoked_serials(fleet) | {cert.serial_number}
-    write_crl(fleet, serials)
+    """Revoke the device's certificate and every earlier one of that name (history/): none may connect."""
+    d = Fleet(fleet).device_dir(name)
+    if not (d / "client.pem").exists():
+        raise CommandError(f"no device {name!r} in fleet {fleet!r}: nothing to revoke")
+    cert = load_cert(d / "client.pem")
+    older = [load_cert(p).serial_number for p in sorted((d / "history").glob("*.pem"))]
+    revoke_serials(fleet, [cert.serial_number, *older])
     return cert.serial_number
+
+
+def renew_device(fleet: str, name: str, key_type: str = "ec256", progress: Progress = _quiet) -> Path:
+    """A new key and certificate for a device whose certificate nears its end; the old one keeps working
+    until it expires, so the board has time to get the new files ('sensorpub flash --certs-only')."""
+    check_name("device", name)
+    return _issue(fleet, name, Fleet(fleet).device_dir(name), "client", ExtendedKeyUsageOID.CLIENT_AUTH, key_type,
+                  False, progress, sans=_client_san(fleet, name), der=True, renew=True)
 
 
 @dataclass

@@ -391,9 +391,9 @@ def test_verify_target_aws_uses_the_ats_endpoint(aws_env, fleet, capsys, monkeyp
 
     monkeypatch.setattr(socket, "create_connection", no_network)  # the moto endpoint does not exist
     rc, _, err = sp(capsys, "verify", "--target", "aws", "--timeout", "5")
-    assert rc == 1 and re.search(f"verifying on {endpoint}:8883", err) and re.search(f"reach {endpoint}:8883", err)
+    assert rc == 3 and re.search(f"verifying on {endpoint}:8883", err) and re.search(f"reach {endpoint}:8883", err)
     rc, _, err = sp(capsys, "verify", "--target", "aws", "--alpn", "--timeout", "5")
-    assert rc == 1 and re.search(f"reach {endpoint}:443", err), err
+    assert rc == 3 and re.search(f"reach {endpoint}:443", err), err
     rc, _, err = sp(capsys, "verify", "--alpn")
     assert rc == 1 and "--target aws" in err
 

@@ -21,7 +21,7 @@ BAD = [
     (["pki", "init", "--fleet", "../x"], "invalid fleet name"),
     (["pki", "server", "--ip", "not-an-ip"], "is not an IP address"),
     (["pki", "list"], "pki init"),
-    (["pki", "revoke", "ghost"], "missing"),
+    (["pki", "revoke", "ghost"], "no device 'ghost'"),
     (["broker", "start", "--port", "0"], "not a TCP port"),
     (["broker", "start"], "pki init"),
     (["broker", "logs"], "does not exist"),

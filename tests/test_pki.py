@@ -97,3 +97,77 @@ def test_revoke_marks_identity_and_writes_crl(fleet):
 def test_device_without_ca_is_a_clear_error(home):
     with pytest.raises(CommandError, match="pki init"):
         pki.issue_device("nofleet", "dev1")
+
+
+# --- certificate lifecycle: re-issue, renew, CRL refresh, expiry warnings (issue 10) -------------
+
+def _copy_identity(fleet, name, dst):
+    d = fleet.device_dir(name)
+    dst.mkdir()
+    for f in ("client.pem", "client.key.pem"):
+        (dst / f).write_bytes((d / f).read_bytes())
+    return dst
+
+
+def _connects(fleet, port, d):
+    import ssl
+    import socket
+    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
+    ctx.load_cert_chain(str(d / "client.pem"), str(d / "client.key.pem"))
+    try:
+        with socket.create_connection(("localhost", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04dev1")  # CONNECT
+                return s.recv(4)[:1] == b"\x20"  # CONNACK
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_reissue_revokes_the_old_certificate_and_renew_does_not(broker, fleet, home):
+    old = _copy_identity(fleet, "dev1", home / "old")
+    assert _connects(fleet, broker.port, old)
+    pki.issue_device("demo", "dev1", force=True)  # re-issue: the old key may be compromised
+    renewed_from = _copy_identity(fleet, "dev1", home / "second")
+    pki.renew_device("demo", "dev1")               # renew: the previous one keeps working until it expires
+    broker.reload()
+    assert not _connects(fleet, broker.port, old)
+    assert _connects(fleet, broker.port, renewed_from)
+    assert _connects(fleet, broker.port, fleet.device_dir("dev1"))
+    assert len(list((fleet.device_dir("dev1") / "history").glob("*.pem"))) == 2
+    pki.revoke_device("demo", "dev1")  # every certificate of the name, current and earlier
+    broker.reload()
+    assert not _connects(fleet, broker.port, renewed_from)
+    assert not _connects(fleet, broker.port, fleet.device_dir("dev1"))
+    assert _connects(fleet, broker.port, fleet.device_dir("dev2"))
+
+
+def test_crl_near_its_end_is_resigned_by_broker_start_and_pki_crl(fleet):
+    import datetime as dt
+    from conftest import free_port, run_cli
+    from host_tools.broker import Broker
+    pki.revoke_device("demo", "dev2")
+    pki.write_crl("demo", pki._revoked_serials("demo"), days=5)
+    b = Broker("demo", port=free_port())
+    b.start()
+    try:
+        crl = x509.load_pem_x509_crl(fleet.crl.read_bytes())
+        assert crl.next_update_utc - pki._now() > dt.timedelta(days=300)
+        assert any("re-signed" in n for n in b.notes)
+        assert {r.serial_number for r in crl} == {pki.load_cert(fleet.device_dir("dev2") / "client.pem").serial_number}
+        r = run_cli("pki", "crl", "--fleet", "demo", "--days", "40")
+        assert r.returncode == 0 and "next update" in r.stdout and "reloaded" in r.stderr, r.stderr
+        crl = x509.load_pem_x509_crl(fleet.crl.read_bytes())
+        assert dt.timedelta(days=39) < crl.next_update_utc - pki._now() < dt.timedelta(days=41)
+    finally:
+        b.stop()
+
+
+def test_list_warns_of_certificates_expiring_within_30_days(fleet, monkeypatch, capsys):
+    import datetime as dt
+    from host_tools.cli import main
+    real = pki._now
+    monkeypatch.setattr(pki, "_now", lambda: real() + dt.timedelta(days=350))
+    assert main(["pki", "list", "--fleet", "demo"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the device certificate of dev1 expires in 14 days: run 'sensorpub pki renew dev1'" in err, err
+    assert "of sensorpub demo CA" not in err  # the CA has 10 years

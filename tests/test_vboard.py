@@ -200,3 +200,22 @@ def test_first_contact_right_after_start_never_loses_a_byte(home):
         text = vb.console_log.read_text(errors="replace")[-400:]
         vb.stop()
         assert done == ["linux"], f"start {i}: no answer within 20 s\n{text}"
+
+
+def test_renewed_certificate_reaches_the_board_with_certs_only(flashed, fleet, broker):
+    from host_tools import pki
+    con = flashed()
+    con.expect(r"published seq", timeout=20)
+    old = pki.load_cert(fleet.device_dir("dev1") / "client.pem").serial_number
+    r = run_cli("pki", "renew", "dev1", "--fleet", "demo")
+    assert r.returncode == 0 and "--certs-only" in r.stdout, r.stderr
+    r = run_cli("flash", "--port", "vboard:t0", "--device", "dev2", "--certs-only")
+    assert r.returncode == 1 and "not flashed as 'dev2'" in r.stderr, r.stderr  # never another device's key
+    pki.revoke_serials("demo", [old])  # the old certificate no longer works: only the new one can connect
+    broker.reload()
+    con.mark()
+    r = run_cli("flash", "--port", "vboard:t0", "--device", "dev1", "--certs-only")
+    assert r.returncode == 0 and "replaced the credentials of dev1" in r.stdout, r.stderr
+    con.expect(r"connected to localhost", timeout=30)
+    con.expect(r"published seq \d+ queued 0", timeout=30)
+    assert "WARN" not in con.text(), con.evidence()
