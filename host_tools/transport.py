@@ -4,8 +4,11 @@ Takes a serial port (a real ESP32) or the virtual board's pty; `vboard` or `vboa
 running virtual board. Every low-level failure becomes one CommandError with the text users see.
 """
 import ast
+import contextlib
 import os
 import re
+import signal
+import threading
 from typing import Callable, Dict, Iterable, Tuple
 
 from .errors import CommandError
@@ -16,6 +19,26 @@ def resolve_port(port: str) -> str:
         from .vboard import VBoard
         return VBoard(port.partition(":")[2] or "vb0").port
     return port
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, doing: str):
+    """A hard limit on one serial exchange: mpremote waits forever on a board that stopped answering."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(*_a):
+        raise CommandError(f"the board stopped answering while {doing} (no reply in {seconds:.0f} s): "
+                           "reset it (or unplug and replug it) and run the command again")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 class Device:
@@ -31,7 +54,8 @@ class Device:
         except TransportError as e:
             raise CommandError(f"cannot open {self.port}: {e.args[0]} (is another program, e.g. a console, using it?)") from None
         try:
-            self.t.enter_raw_repl(soft_reset=True)  # interrupts the running firmware
+            with _deadline(20, f"interrupting the firmware on {self.port}"):
+                self.t.enter_raw_repl(soft_reset=True)  # interrupts the running firmware
         except (TransportError, OSError) as e:
             self.t.close()
             raise CommandError(f"no MicroPython REPL on {self.port}: {e} (is MicroPython flashed? "
@@ -40,7 +64,8 @@ class Device:
     def exec(self, code: str, timeout: float = 10) -> str:
         from mpremote.transport import TransportError, TransportExecError
         try:
-            out, err = self.t.exec_raw(code, timeout=timeout)
+            with _deadline(timeout + 5, f"waiting for the board on {self.port}"):
+                out, err = self.t.exec_raw(code, timeout=timeout)
             if err:
                 raise TransportExecError(out, err.decode(errors="replace"))
             return out.decode(errors="replace")
@@ -66,7 +91,8 @@ class Device:
     def write_file(self, path: str, data: bytes) -> None:
         from mpremote.transport import TransportError, TransportExecError
         try:
-            self.t.fs_writefile(path, data, chunk_size=512)
+            with _deadline(10 + len(data) / 1000, f"writing {path} to {self.port}"):  # mpremote waits forever
+                self.t.fs_writefile(path, data, chunk_size=512)
         except TransportExecError as e:
             if _flash_full(e.error_output):
                 raise CommandError(f"the board's flash is full while writing {path}: free space or erase it") from None

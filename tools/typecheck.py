@@ -31,7 +31,7 @@ def main() -> int:
            "--disable-error-code", "import-not-found", "--disable-error-code", "no-redef", *files]
     # 'board' is copied in at flash time (boards/<name>.py -> /board.py): declared by the stubs dir
     (out / "board.pyi").write_text("NAME: str\nclass Board:\n    def __init__(self, cfg: dict) -> None: ...\n")
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     ours = [ln for ln in r.stdout.splitlines() if ln.startswith(("firmware/", "boards/"))]  # not the stubs' own
     for ln in ours:
         print(ln)
