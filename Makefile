@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 4
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
 
-.PHONY: setup test bench demo flash flash-micropython typecheck mpy-check clean mosquitto
+.PHONY: setup test chaos bench demo flash flash-micropython typecheck mpy-check clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -35,6 +35,10 @@ mosquitto:
 
 test: setup
 	$(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+
+# the full chaos suite (make test runs it shortened): 10 broker kills, 20 power cuts, a dead link; figures printed
+chaos: setup
+	CHAOS_FULL=1 $(PY) -m pytest -q -s tests/test_chaos.py $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) tools/bench.py

@@ -153,6 +153,13 @@ class VBoard:
             (rom / "profile.json").write_text(json.dumps(prof, indent=1))
         return prof
 
+    def power_cut(self) -> None:
+        """Cut the power at whatever the board is doing (the interpreter is killed, mid-write if it writes);
+        it boots again with reset cause power-on, its flash as the cut left it."""
+        if not self.state():
+            raise CommandError(f"virtual board {self.name!r} is not running")
+        (self.rom / "power.cut").write_text("")
+
     def stop(self) -> bool:
         st = self.state()
         if not st:

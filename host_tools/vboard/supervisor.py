@@ -91,6 +91,12 @@ def main(argv):
             elif time.monotonic() - pending_int > 0.3 and child.poll() is None:
                 pending_int = 0.0
                 child.send_signal(signal.SIGINT)
+        if (rom / "power.cut").exists():  # the host cut the power: no clean anything, power-on afterwards
+            (rom / "power.cut").unlink()
+            if child.poll() is None:
+                child.kill()
+                cause[0] = PWRON_RESET
+                say("power cut: power-on")
         if (rom / "wdt.expired").exists() and child.poll() is None:
             (rom / "wdt.expired").unlink()
             child.kill()  # its stdout closes: the restart below sees WDT_RESET
@@ -140,7 +146,7 @@ def main(argv):
                 sel.unregister(child.stdout)
                 rc = child.wait()
                 mode = RESTART.get(rc)
-                if cause[0] == WDT_RESET and rc < 0:
+                if cause[0] in (WDT_RESET, PWRON_RESET) and rc < 0:  # killed by us: watchdog or power cut
                     mode = "boot"
                 elif mode is None:
                     say(f"interpreter exited with code {rc}; rebooting in 1 s")
