@@ -477,6 +477,24 @@ class Aws:
         self._attach_policy(policy, arn)
         return {"certificateArn": arn, "certificateId": cert_id(cert), "policy": policy}
 
+    def revoke_device(self, name: str) -> List[str]:
+        """Mark every certificate of the device that AWS knows (the current one and earlier ones in history/)
+        REVOKED, so AWS refuses them as the local CRL does. Returns the certificate ids changed."""
+        d = self.pki.device_dir(name)
+        paths = [d / "client.pem", *sorted((d / "history").glob("*.pem"))]
+        if not paths[0].exists():
+            raise CommandError(f"no device {name!r} in fleet {self.fleet!r}: nothing to revoke")
+        changed = []
+        for p in paths:
+            cid = cert_id(load_cert(p))
+            desc = self._get("describe_certificate", certificateId=cid)
+            if desc and desc["certificateDescription"]["status"] != "REVOKED":
+                self._do("update_certificate", f"revoking certificate {cid[:12]}...", certificateId=cid,
+                         newStatus="REVOKED")
+                self._did(f"set certificate {cid[:12]}... of {name} REVOKED")
+                changed.append(cid)
+        return changed
+
     def endpoint(self) -> str:
         return self._do("describe_endpoint", "looking up the endpoint", endpointType="iot:Data-ATS")["endpointAddress"]
 

@@ -33,6 +33,7 @@ EPILOGS = {
            "  sensorpub aws register-verifier\n  sensorpub aws endpoint\n"
            "  sensorpub aws jitp-template > jitp.json\n"
            "  sensorpub aws register-ca --jitp jitp.json --jitp-role arn:aws:iam::123456789012:role/sensorpub-jitp\n"
+           "  sensorpub aws revoke dev1     # after 'sensorpub pki revoke dev1'\n"
            "  sensorpub aws teardown dev1 --yes\n  sensorpub aws teardown --all\n"
            "region and credentials come from --region/--profile or the usual AWS_REGION, AWS_PROFILE, ~/.aws files",
     "flash": "examples:\n  sensorpub flash --port vboard --device dev1 --interval 2   # --board inferred\n"
@@ -113,7 +114,8 @@ def do_pki(args):
         _reload_broker(args.fleet, "its ACL now lets this verifier read")
     elif args.action == "revoke":
         serial = pki.revoke_device(args.fleet, args.name)
-        print(f"revoked {args.name} (serial {serial:x}, and any earlier certificate of it)")
+        print(f"revoked {args.name} (serial {serial:x}, and any earlier certificate of it); if it is registered "
+              f"with AWS IoT, also run 'sensorpub aws revoke {args.name}'")
         _reload_broker(args.fleet, "it loaded the new CRL")
         return 0
     elif args.action == "renew":
@@ -249,6 +251,7 @@ def argparse_aws(sub):
             ("register-verifier", "register the verifier identity with its read-only policy"),
             ("endpoint", "print the account's iot:Data-ATS endpoint"),
             ("jitp-template", "print a just-in-time provisioning template for the fleet"),
+            ("revoke", "mark a device's certificates REVOKED in AWS IoT (after 'sensorpub pki revoke')"),
             ("teardown", "delete devices (or the whole fleet) from AWS IoT, in the order AWS requires")):
         a = s.add_parser(name, help=helptext, description=helptext)
         _fleet(a)
@@ -261,6 +264,8 @@ def argparse_aws(sub):
                            help="with --jitp: IAM role AWS IoT assumes to provision (AWSIoTThingsRegistration)")
         if name == "register-device":
             a.add_argument("names", nargs="+", metavar="NAME", help="device name(s), as given to 'pki device'")
+        if name == "revoke":
+            a.add_argument("name", metavar="NAME", help="device name")
         if name == "teardown":
             a.add_argument("names", nargs="*", metavar="NAME", help="device name(s) to delete")
             a.add_argument("--all", action="store_true",
@@ -297,6 +302,10 @@ def do_aws(args):
               + ("" if a.actions else " (already registered: nothing changed)"))
     elif args.action == "endpoint":
         print(a.endpoint())
+    elif args.action == "revoke":
+        changed = a.revoke_device(args.name)
+        print(f"{args.name}: {len(changed)} certificate(s) set REVOKED in {a.region}" if changed else
+              f"{args.name}: no ACTIVE certificate of it in {a.region}: nothing changed")
     else:
         plan = a.plan_teardown(None if args.all else args.names)
         lines = [f"thing {t}" for t in plan["things"]] + \

@@ -404,3 +404,23 @@ def test_flash_target_aws_refuses_what_the_policy_would_refuse(aws_env, fleet, c
     rc, _, err = sp(capsys, "flash", "--target", "aws", "--port", "vboard:none", "--device", "dev1", "--board", "unix",
                     "--set", setting)
     assert rc == 1 and line in err and err.count("\n") == 1
+
+
+def test_revoke_reaches_aws_for_every_certificate_of_the_device(aws_env, fleet, capsys):
+    assert sp(capsys, "aws", "register-ca")[0] == 0
+    assert sp(capsys, "aws", "register-device", "dev1", "dev2")[0] == 0
+    first = aws.cert_id(pki.load_cert(fleet.device_dir("dev1") / "client.pem"))
+    pki.renew_device("demo", "dev1")  # a renewed device: both certificates registered, the old one not yet retired
+    second = aws.cert_id(pki.load_cert(fleet.device_dir("dev1") / "client.pem"))
+    aws_env.register_certificate(certificatePem=(fleet.device_dir("dev1") / "client.pem").read_text(),
+                                 caCertificatePem=fleet.ca_cert.read_text(), status="ACTIVE")
+    rc, out, err = sp(capsys, "pki", "revoke", "dev1", "--fleet", "demo")
+    assert rc == 0 and "sensorpub aws revoke dev1" in out
+    rc, out, err = sp(capsys, "aws", "revoke", "dev1")
+    assert rc == 0 and "2 certificate(s) set REVOKED" in out, err
+    status = lambda cid: aws_env.describe_certificate(certificateId=cid)["certificateDescription"]["status"]
+    assert (status(first), status(second)) == ("REVOKED", "REVOKED")
+    other = aws.cert_id(pki.load_cert(fleet.device_dir("dev2") / "client.pem"))
+    assert status(other) == "ACTIVE"
+    rc, out, _ = sp(capsys, "aws", "revoke", "dev1")
+    assert rc == 0 and "nothing changed" in out
