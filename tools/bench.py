@@ -3,7 +3,8 @@
 Prints: flash time and size (.py and .mpy), time to first delivered reading after reset,
 1,000 fast cycles under -X heapsize=64k with the live heap after gc.collect() every 100 cycles, and
 TLS records per MQTT packet with connect/publish times against umqtt.simple on a bare SSLContext
-(tools/bench_tls.py), for every real umqtt.simple in $UMQTT_VERSIONS.
+(tools/bench_tls.py), for every real umqtt.simple in $UMQTT_VERSIONS, and the outbox's flash wear against
+the ring file it replaced (tools/bench_wear.py).
 """
 import os
 import re
@@ -62,6 +63,8 @@ def main():
               f"heap growth cycle 200 -> 1000: {int(stats[-1][2]) - int(stats[1][2])} bytes")
         vb.stop()
         sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_wear
+        bench_wear.main()
         import bench_tls
         bench_tls.main(pki.Fleet("demo").device_dir("dev1"), b.port)
     finally:
