@@ -5,7 +5,6 @@ import json
 import sys
 import time
 
-import config
 import creds
 import log
 from outbox import SLOT, Outbox
@@ -20,7 +19,7 @@ def _retry(what, fn, cap):
     while True:
         try:
             return fn()
-        except (config.ConfigError, creds.CredsError, OSError, ValueError) as e:
+        except (creds.CredsError, OSError, ValueError) as e:  # config.ConfigError is a ValueError
             log.error("%s: %s; retrying in %d s" % (what, e, delay))
         time.sleep(delay)
         delay = min(delay * 2, cap)
@@ -184,7 +183,9 @@ def main(board_name="board"):
 
 def run(board_module):
     gc.collect()
+    import config
     cfg = _retry("config", config.load, 60)
+    del sys.modules["config"], config  # its defaults and checks are done with: the RAM goes to TLS
     log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"],
                                                      board_module.NAME))
     board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])

@@ -48,7 +48,7 @@ BOUNDS = {
 REQUIRED = ("device_id", "broker_host")
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):  # a ValueError, so a caller can drop this module once loaded
     pass
 
 

@@ -1,8 +1,11 @@
 # DER credentials from /certs and the TLS context. Server verification is always on.
+import gc
 import ssl
+import sys
 
 DIR = "/certs"
 FIX = "run 'sensorpub flash --device <name>' on the host"
+VALID = None  # (not_before, not_after) of /certs/client.der as UTC (Y, M, D, h, m, s), once loaded
 
 
 class CredsError(Exception):
@@ -40,7 +43,19 @@ def _read(name):
 
 
 def context():
+    global VALID
     cert, key, ca = _read("client.der"), _read("client.key.der"), _read("ca.der")
+    import certinfo  # loaded for two checks only, then dropped: its RAM goes to the TLS context
+    try:
+        pub = certinfo.public_key(key)
+        VALID = certinfo.validity(cert)
+    finally:
+        del sys.modules["certinfo"], certinfo
+    if pub is not None and pub not in cert:  # TLS would fail later with a reason that names neither file
+        raise CredsError(DIR + "/client.key.der does not belong to " + DIR + "/client.der (their public keys "
+                         "differ): " + FIX)
+    del pub
+    gc.collect()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # real ssl has it; the stubs lack it
     try:

@@ -19,38 +19,8 @@ if False:  # for the type checker only; costs nothing on the board
     from typing import Any
 
 _ETIMEDOUT = errno.ETIMEDOUT  # 116 on an ESP32 (newlib), 110 on Linux
-_TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, errno.EINPROGRESS)  # what a socket timeout raises
 _WBUF = const(512)
 _NODELAY = (getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1))  # lwIP and Linux agree
-# mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
-_HINTS = {
-    -0x2700: "broker certificate not trusted: /certs/ca.der is not the broker's CA, or the broker host is not in its certificate",
-    -0x7780: "broker rejected the TLS handshake: is /certs/client.der issued by the broker's CA, and not revoked?",
-    -0x7880: "broker closed the TLS session",
-    -202: "broker host name not resolved (DNS): check broker_host and the Wi-Fi's DNS",  # ESP32 getaddrinfo
-    -0x7F00: "TLS could not allocate its buffers",  # MBEDTLS_ERR_SSL_ALLOC_FAILED: the IDF heap, not the GC heap
-    errno.ECONNREFUSED: "connection refused: nothing listens there (broker down, or wrong broker_port)",
-    errno.EHOSTUNREACH: "broker host unreachable: check broker_host and the network",
-    errno.ENOMEM: "TLS could not allocate its buffers",
-}
-_ALLOC = (-0x7F00, errno.ENOMEM)
-
-
-def _clock_unset():
-    return time.gmtime()[0] < 2025  # an ESP32 starts in 2000 until NTP (or the RTC) sets it
-
-
-def _heap():
-    # what an allocation failure in TLS should report: the IDF heap where the board has one
-    import gc
-    gc.collect()
-    out = "GC heap free %d" % gc.mem_free()
-    try:
-        import esp32
-        out += ", IDF heap largest free block %d" % max(h[2] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
-    except (ImportError, AttributeError, ValueError):
-        pass
-    return out
 # what a dead or refusing link raises inside umqtt.simple: socket and TLS errors, a CONNACK refusal,
 # and its asserts/indexing on a short or malformed read
 LINK_ERRORS = (OSError, MQTTException, AssertionError, IndexError)
@@ -177,31 +147,30 @@ def _connect(c, net, timeout_s):
     c.connect()
 
 
+# what a peer closing the connection looks like: EPIPE/ECONNRESET on a write, a fatal TLS alert or
+# close_notify, umqtt's OSError(-1) on an empty read (no errno.EPIPE in some ports)
+_CLOSED = (32, errno.ECONNRESET, -0x7780, -0x7880, -1)
+
+
+def _closed(e):
+    return isinstance(e, OSError) and bool(e.args) and e.args[0] in _CLOSED
+
+
 def why(e):
-    # one short reason for a failure, with a hint for the TLS errors users meet
-    if isinstance(e, OSError) and e.args:
-        c = e.args[0]
-        if isinstance(c, str):
-            return c
-        if c == -0x2700 and _clock_unset():  # the same code as an untrusted certificate: say which it is
-            return "clock not set (year %d): the broker's certificate dates cannot be checked; is NTP reachable? (%s)" \
-                % (time.gmtime()[0], c)
-        if c in _ALLOC:
-            return "%s (%s; %s): collected, will retry" % (_HINTS[c], c, _heap())
-        if c in _HINTS:
-            return "%s (%s)" % (_HINTS[c], c)
-        if c in _TIMEOUTS:
-            return "timed out"
-        return "OSError %s" % (e.args,)
-    if isinstance(e, ValueError):  # mbedTLS verify failure, as MicroPython raises it
-        return "%s (%s)" % (_HINTS[-0x2700], str(e).strip())
-    if isinstance(e, MQTTException):
-        return "CONNACK refused, code %s (1-5: protocol, id, unavailable, user, not authorised)" % (e.args,)
-    if isinstance(e, MemoryError):
-        import gc
-        gc.collect()
-        return "out of memory (heap free %d)" % gc.mem_free()
-    return "%s %s" % (type(e).__name__, e.args)
+    # the console's reason for a failure: reasons.py is loaded at the first failure, not before (RAM)
+    try:
+        import reasons
+        return reasons.why(e)
+    except MemoryError:
+        return "%s %s" % (type(e).__name__, e.args)
+
+
+def refused():
+    try:
+        import reasons
+        return reasons.refused_after_handshake()
+    except MemoryError:
+        return "the broker ended the connection at the TLS handshake (refused our certificate?)"
 
 
 def is_link_error(e):
@@ -232,6 +201,8 @@ class Session:
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
         self.c = None  # type: Any
+        self.fresh = False  # connected, and nothing published on this connection yet
+        self.denied = 0     # connections in a row the broker closed at their first publish
         self.attempt = 0
         self.retry_at = time.ticks_ms()
         self.last_connect = time.ticks_add(time.ticks_ms(), -10000)
@@ -318,11 +289,14 @@ class Session:
             self.tls.link = None
             _connect(c, self.net, self.net.t)  # the socket timeout: capped at one interval
         except Exception as e:
+            if _closed(e):  # the broker hung up during or right after the TLS handshake: on our certificate
+                e = OSError(refused())
             self._failed(e, doing)
             return False
         link = self.tls.link
         link.t = self.ack_ms
         self.connects += 1
+        self.fresh = True
         self.ping_at = None
         try:
             ci = link.s.cipher()
@@ -338,8 +312,16 @@ class Session:
         try:
             self.c.publish(topic, msg, retain, 1)  # QoS 1: returns once the PUBACK came
         except Exception as e:
+            if self.fresh and _closed(e):
+                self.denied += 1
+                if self.denied >= 2:  # not a one-off drop: AWS IoT hangs up on a publish its policy denies
+                    e = OSError("the broker closed the connection at our first publish to %s, %d times in a row: "
+                                "likely denied by its policy or ACL (check the policy, client_id and topic_prefix)"
+                                % (topic, self.denied))
             self._failed(e, doing)
             return False
+        self.fresh = False
+        self.denied = 0
         self.last_tx = time.ticks_ms()
         return True
 

@@ -212,3 +212,45 @@ def test_blackholed_broker_never_hangs_the_board(flashed, mode):
         assert "Traceback" not in con.text() and "BUG" not in con.text(), con.evidence()
     finally:
         hole.close()
+
+
+def _reissue_dated(name, not_before, days):
+    # dev1's key, with a certificate from the fleet CA valid from not_before for days
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    f = pki.Fleet("demo")
+    ca_cert, ca_key = f.require_ca()
+    d = f.device_dir(name)
+    key = pki.load_key(d / "client.key.pem")
+    cert = pki.build_leaf(ca_cert, ca_key, pki._name(name, "demo"), key.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH,
+                          sans=pki._client_san("demo", name), days=days, not_before=not_before)
+    (d / "client.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    (d / "client.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize("case, line", [
+    ("expired", r"WARN link lost while connecting[^\n]*our certificate /certs/client\.der expired on \d{4}-\d\d-\d\d: "
+                r"renew it with 'sensorpub pki renew <name>'"),
+    ("not_yet_valid", r"WARN link lost while connecting[^\n]*our certificate /certs/client\.der is not valid before "
+                      r"\d{4}-\d\d-\d\d: the board's clock or the certificate's dates are wrong"),
+    ("revoked", r"WARN link lost while connecting[^\n]*the broker ended the connection at the TLS handshake: it "
+                r"refused our certificate \(revoked\?"),
+    ("key_of_another_device", r"ERROR credentials: /certs/client\.key\.der does not belong to /certs/client\.der"),
+])
+def test_each_refused_certificate_gets_its_own_line(flashed, fleet, broker, case, line):
+    import datetime as dt
+    now = pki._now()
+    if case == "expired":
+        _reissue_dated("dev1", now - dt.timedelta(days=400), 365)
+    elif case == "not_yet_valid":
+        _reissue_dated("dev1", now + dt.timedelta(days=10), 365)
+    elif case == "revoked":
+        pki.revoke_device("demo", "dev1")
+        broker.reload()
+    else:
+        d = fleet.device_dir("dev1")
+        (d / "client.key.der").write_bytes((fleet.device_dir("dev2") / "client.key.der").read_bytes())
+    con = flashed()
+    con.expect(line, timeout=20, count=2)  # the same clear line on every attempt, with back-off
+    text = con.text()
+    assert "Traceback" not in text and "OSError (32" not in text, con.evidence()

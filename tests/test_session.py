@@ -53,3 +53,47 @@ def test_each_common_link_failure_names_its_cause(tmp_path):
         assert why[k].startswith("TLS could not allocate its buffers") and "GC heap free" in why[k], why[k]
     assert why["untrusted"].startswith("broker certificate not trusted")
     assert why["untrusted_no_clock"].startswith("clock not set (year "), why["untrusted_no_clock"]
+
+
+def test_a_broker_hanging_up_at_each_first_publish_is_called_a_likely_denial(fleet, tmp_path):
+    # what AWS IoT does when its policy denies a topic: CONNACK, then the connection closes at the publish.
+    # A stand-in for AWS (it cannot run here): TLS with the fleet's server identity, MQTT CONNACK, then close.
+    import socket
+    import ssl
+    import threading
+    from host_tools.umqtt_versions import install_umqtt
+    install_umqtt(tmp_path, "standin")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(fleet.ca_cert))
+    ctx.load_cert_chain(str(fleet.server_dir / "server.pem"), str(fleet.server_dir / "server.key.pem"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                raw, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                with ctx.wrap_socket(raw, server_side=True) as c:
+                    head = c.recv(2)
+                    c.recv(head[1])                # CONNECT
+                    c.sendall(b"\x20\x02\x00\x00")  # CONNACK accepted
+                    c.recv(1)                      # the first PUBLISH: hang up
+            except (OSError, ssl.SSLError, IndexError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    mp = Path(sys.executable).parent / "micropython"
+    try:
+        r = subprocess.run([str(mp), str(ROOT / "tests" / "mp" / "session_denied.py"), str(ROOT / "firmware"),
+                            str(tmp_path), str(fleet.device_dir("dev1")), str(port)],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        srv.close()
+    out = r.stdout + r.stderr
+    assert "RESULT 3" in out, out
+    assert out.count("likely denied by its policy or ACL") >= 2, out  # from the second time on
+    first = next(ln for ln in out.splitlines() if "link lost while announcing online" in ln)
+    assert "likely denied" not in first, out  # once may be a dropped link

@@ -23,6 +23,7 @@ def free_port():
 
 def main():
     home = tempfile.mkdtemp(prefix="sensorpub-bench-")
+    os.chmod(home, 0o711)  # a broker started by root runs as mosquitto, which must be able to enter it
     os.environ["SENSORPUB_HOME"] = home
     from host_tools import pki
     from host_tools.broker import Broker
