@@ -136,9 +136,9 @@ def do_pki(args):
                                "not_after": i.not_after.isoformat(), "revoked": i.revoked,
                                "expires_in_days": (i.not_after - pki._now()).days} for i in ids], indent=2))
         else:
-            print(f"{'role':<9} {'name':<24} {'key':<8} {'not after':<20} {'revoked':<7} serial")
+            print(f"{'role':<9} {'name':<26} {'key':<8} {'not after':<20} {'revoked':<7} serial")
             for i in ids:
-                print(f"{i.role:<9} {i.name:<24} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
+                print(f"{i.role:<9} {i.name:<26} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
                       f"{'yes' if i.revoked else 'no':<7} {i.serial:x}")
         for i in ids:
             left = (i.not_after - pki._now()).days
