@@ -26,9 +26,11 @@ def client_for(fleet, who, port, client_id=None, host="localhost", ca_file=None)
         connected.set()
 
     c.on_connect = on_connect
+    c.on_disconnect = lambda *a: connected.set()  # refused after the handshake: no need to wait out the timeout
+    c.on_connect_fail = lambda *a: connected.set()
     c.connect(host, port, keepalive=30)
     c.loop_start()
-    if not connected.wait(10) or result["rc"].is_failure:
+    if not connected.wait(10) or "rc" not in result or result["rc"].is_failure:
         c.loop_stop()
         raise ConnectionError(f"connect as {who} failed: {result.get('rc')}")
     return c
