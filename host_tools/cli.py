@@ -27,7 +27,9 @@ EPILOGS = {
               "  sensorpub vboard start --heapsize 64k --erase\n"
               "  sensorpub vboard start --name esp --board esp32_generic --micropython 1.24 --erase\n"
               "  sensorpub vboard hw --name esp wifi.up=false      # the access point goes away\n"
-              "  sensorpub vboard hw --name esp dht22.fault=timeout\n  sensorpub vboard status\n"
+              "  sensorpub vboard hw --name esp dht22.fault=timeout\n"
+              "  sensorpub vboard power-cut --name esp               # mid-write, mid-publish: nothing may be lost\n"
+              "  sensorpub vboard status\n"
               "  mpremote connect $(sensorpub vboard port) fs ls\n  sensorpub vboard stop",
     "aws": "examples:\n  sensorpub aws register-ca --region eu-west-1\n  sensorpub aws register-device dev1\n"
            "  sensorpub aws register-verifier\n  sensorpub aws endpoint\n"
@@ -391,13 +393,14 @@ def argparse_vboard(sub):
     s = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
     for name, helptext in (("start", "start it; prints the pty path"), ("stop", "stop it (the flash image stays)"),
                            ("status", "is it running, on which pty"), ("port", "print the pty path only"),
-                           ("hw", "an emulated ESP32's hardware: show it (JSON), or script faults with KEY=VALUE")):
+                           ("hw", "an emulated ESP32's hardware: show it (JSON), or script faults with KEY=VALUE"),
+                           ("power-cut", "cut the power at whatever the board is doing; it boots again (power-on)")):
         a = s.add_parser(name, help=helptext, description=helptext)
         a.add_argument("--name", default="vb0", help="which virtual board (default: vb0)")
         if name == "hw":
             a.add_argument("set", nargs="*", metavar="KEY=VALUE",
-                           help="e.g. wifi.up=false, wifi.in_range=false, dht22.fault=timeout (null clears), "
-                                "ds18b20.fault=absent, ntp.reachable=false")
+                           help="e.g. wifi.up=false, wifi.in_range=false, dht22.fault=timeout|garbage|hang (null "
+                                "clears), ds18b20.fault=absent, ntp.reachable=false")
         if name == "start":
             a.add_argument("--board", default="unix", help="unix (default), or an emulated ESP32: esp32_generic, "
                                                            "esp32_s3, esp32_c3")
@@ -425,6 +428,9 @@ def do_vboard(args):
         print("stopped" if vb.stop() else f"virtual board {args.name!r} was not running")
     elif args.action == "port":
         print(vb.port)
+    elif args.action == "power-cut":
+        vb.power_cut()
+        print(f"power cut on virtual board {args.name!r}: it boots again with reset cause power-on")
     elif args.action == "hw":
         from .vboard import hw
         if not (vb.rom / "hw.json").exists():

@@ -5,7 +5,8 @@ from conftest import run_cli
 
 COMMANDS = [["pki", "init"], ["pki", "server"], ["pki", "device"], ["pki", "verifier"], ["pki", "list"],
             ["pki", "revoke"], ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["broker", "logs"],
-            ["verify"]]
+            ["verify"], ["pki", "renew"], ["pki", "crl"], ["vboard", "power-cut"], ["aws", "revoke"],
+            ["flash"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
@@ -28,6 +29,9 @@ BAD = [
     (["broker", "status"], ""),
     (["verify", "--count", "3"], "--count needs --device"),
     (["verify", "--port", "1", "--timeout", "1"], "missing"),
+    (["pki", "renew", "ghost"], "pki init"),
+    (["pki", "crl"], "pki init"),
+    (["vboard", "power-cut", "--name", "nope"], "is not running"),
     (["nosuchcommand"], "invalid choice"),
 ]
 
