@@ -315,7 +315,8 @@ def _copy_private(src: Path, dst: Path) -> None:
 def _is_mosquitto(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"mosquitto" in f.read()
+            cmd = f.read()
+        return b"mosquitto" in cmd or not cmd  # empty: still exiting after a kill, its port not yet free
     except FileNotFoundError:
         return False
     except OSError:
