@@ -22,11 +22,8 @@ _FAILED = {
 
 
 # machine.reset_cause() values, by the names the ESP32 port exports
-_CAUSES = {}
-for _n, _v in (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "watchdog"),
-               ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"), ("BROWNOUT_RESET", "brownout")):
-    if hasattr(machine, _n):
-        _CAUSES[getattr(machine, _n)] = _v
+_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "watchdog"),
+           ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"), ("BROWNOUT_RESET", "brownout"))
 
 
 class Esp32Board:
@@ -57,7 +54,11 @@ class Esp32Board:
         self.wdt = None  # type: Any
 
     def reset_cause(self):
-        return _CAUSES.get(machine.reset_cause(), "other")
+        c = machine.reset_cause()
+        for name, cause in _CAUSES:
+            if getattr(machine, name, None) == c:
+                return cause
+        return "other"
 
     def watchdog(self, timeout_s):
         # machine.WDT cannot be stopped once armed, not even by Ctrl-C or a soft reset

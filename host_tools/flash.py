@@ -108,11 +108,7 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
     root = project_root()
     if board not in boards():
         raise CommandError(f"unknown board {board!r}: use one of {', '.join(boards())}")
-    ddir = Fleet(fleet).device_dir(device)
-    for name in CRED_FILES:
-        if not (ddir / name).exists():
-            raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
-                               f"run 'sensorpub pki device {device} --fleet {fleet}'")
+    creds = cred_files(fleet, device, ca_der)
     files: Dict[str, bytes] = {}
     sources = sorted((root / "firmware").glob("*.py"))
     for src in sources:
@@ -128,11 +124,22 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
             files[f"/{name}.mpy"] = mpy_compile(b, tmp).read_bytes()
         else:
             files[f"/{name}.py"] = bsrc.read_bytes()
+    files.update(creds)
+    files["/config.json"] = json.dumps(config, indent=1).encode()
+    return files
+
+
+def cred_files(fleet: str, device: str, ca_der: Optional[bytes] = None) -> Dict[str, bytes]:
+    """{/certs/...: bytes} of the device identity; `ca_der` replaces the fleet CA (AWS: Amazon Root CA 1)."""
+    ddir = Fleet(fleet).device_dir(device)
+    files = {}
     for name in CRED_FILES:
+        if not (ddir / name).exists():
+            raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
+                               f"run 'sensorpub pki device {device} --fleet {fleet}'")
         files["/certs/" + name] = (ddir / name).read_bytes()
     if ca_der is not None:
         files["/certs/ca.der"] = ca_der
-    files["/config.json"] = json.dumps(config, indent=1).encode()
     return files
 
 
@@ -163,39 +170,37 @@ def flash(port: str, fleet: str, device: str, board: Optional[str], config: dict
         dev.remove([p for p in other if p not in files])
         for d in sorted({p.rsplit("/", 1)[0] for p in files if p.count("/") > 1}):
             dev.mkdirs(d)
-        done = 0
-        for i, (path, data) in enumerate(files.items(), 1):
-            dev.write_file(path, data)
-            done += len(data)
-            progress(f"[{i}/{len(files)}] {path} ({len(data)} bytes, {100 * done // total}%)")
-        got = dev.file_info(files)
-        for path, data in files.items():
-            want = (len(data), hashlib.sha256(data).hexdigest())
-            if tuple(got.get(path, ())) != want:
-                raise CommandError(f"{path} on the board does not match what was written "
-                                   f"(board: {got.get(path)}); flash again")
-        progress(f"verified {len(files)} files, {total} bytes (sizes and SHA-256 read back)")
-        if reset:
-            progress("resetting the board")
-            dev.reset()
+        _write_verified(dev, files, reset, progress)
     finally:
         dev.close()
     return files
+
+
+def _write_verified(dev, files: Dict[str, bytes], reset: bool, progress: Callable[[str], None]) -> None:
+    """Write each file with progress, read sizes and SHA-256 back, then reset the board if asked."""
+    total = sum(len(b) for b in files.values()) or 1
+    done = 0
+    for i, (path, data) in enumerate(files.items(), 1):
+        dev.write_file(path, data)
+        done += len(data)
+        progress(f"[{i}/{len(files)}] {path} ({len(data)} bytes, {100 * done // total}%)")
+    got = dev.file_info(files)
+    for path, data in files.items():
+        want = (len(data), hashlib.sha256(data).hexdigest())
+        if tuple(got.get(path, ())) != want:
+            raise CommandError(f"{path} on the board does not match what was written "
+                               f"(board: {got.get(path)}); flash again")
+    progress(f"verified {len(files)} files, {done} bytes (sizes and SHA-256 read back)")
+    if reset:
+        progress("resetting the board")
+        dev.reset()
 
 
 def flash_certs(port: str, fleet: str, device: str, progress: Callable[[str], None] = lambda m: None,
                 ca_der: Optional[bytes] = None, reset: bool = True) -> Dict[str, bytes]:
     """Replace only /certs/* on a board already flashed as `device` (after 'pki renew'), verify, reset."""
     from .transport import Device
-    ddir = Fleet(fleet).device_dir(device)
-    files = {}
-    for name in CRED_FILES:
-        if not (ddir / name).exists():
-            raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
-                               f"run 'sensorpub pki device {device} --fleet {fleet}'")
-        files["/certs/" + name] = (ddir / name).read_bytes()
-    if ca_der is not None:
-        files["/certs/ca.der"] = ca_der
+    files = cred_files(fleet, device, ca_der)
     progress(f"connecting to {port}")
     dev = Device(port)
     try:
@@ -204,17 +209,7 @@ def flash_certs(port: str, fleet: str, device: str, progress: Callable[[str], No
         if out != device:
             raise CommandError(f"the board on {port} is not flashed as {device!r} (its /config.json says {out!r}): "
                                "flash it in full with 'sensorpub flash' instead of --certs-only")
-        for path, data in files.items():
-            dev.write_file(path, data)
-            progress(f"{path} ({len(data)} bytes)")
-        got = dev.file_info(files)
-        for path, data in files.items():
-            if tuple(got.get(path, ())) != (len(data), hashlib.sha256(data).hexdigest()):
-                raise CommandError(f"{path} on the board does not match what was written; flash again")
-        progress(f"verified {len(files)} files (sizes and SHA-256 read back)")
-        if reset:
-            progress("resetting the board")
-            dev.reset()
+        _write_verified(dev, files, reset, progress)
     finally:
         dev.close()
     return files
