@@ -12,7 +12,7 @@ import time
 import pytest
 
 from helpers import Collector, client_for
-from host_tools import pki
+from host_tools import crl, pki
 from host_tools.broker import Broker
 from host_tools.errors import CommandError
 
@@ -75,7 +75,7 @@ def test_client_without_certificate_is_refused(broker, fleet):
 
 
 def test_revoked_device_is_refused_after_restart(fleet):
-    pki.revoke_device("demo", "dev2")
+    crl.revoke_device("demo", "dev2")
     from conftest import free_port
     b = Broker("demo", port=free_port())
     b.start()
@@ -151,7 +151,7 @@ def test_two_verifier_identities_consume_at_once(broker, fleet):
 
 
 def test_acl_grants_devices_exactly_their_two_topics():
-    from host_tools.broker import default_acl
+    from host_tools.mosquitto_conf import default_acl
     acl = default_acl(["sensorpub-verifier", "sensorpub-verifier-bridge"])
     writes = sorted(ln.split()[-1] for ln in acl.splitlines() if ln.startswith("pattern"))
     assert writes == ["devices/%u/status", "devices/%u/telemetry"]

@@ -16,7 +16,7 @@ def umqtt(request):
 
 from board_helpers import Console, mpremote
 from helpers import Collector, client_for
-from host_tools import pki
+from host_tools import crl, keys, pki
 from host_tools.broker import Broker
 from host_tools.verify import Tracker, validate
 
@@ -221,7 +221,7 @@ def _reissue_dated(name, not_before, days):
     f = pki.Fleet("demo")
     ca_cert, ca_key = f.require_ca()
     d = f.device_dir(name)
-    key = pki.load_key(d / "client.key.pem")
+    key = keys.load_key(d / "client.key.pem")
     cert = pki.build_leaf(ca_cert, ca_key, pki._name(name, "demo"), key.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH,
                           sans=pki._client_san("demo", name), days=days, not_before=not_before)
     (d / "client.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
@@ -239,13 +239,13 @@ def _reissue_dated(name, not_before, days):
 ])
 def test_each_refused_certificate_gets_its_own_line(flashed, fleet, broker, case, line):
     import datetime as dt
-    now = pki._now()
+    now = keys.now()
     if case == "expired":
         _reissue_dated("dev1", now - dt.timedelta(days=400), 365)
     elif case == "not_yet_valid":
         _reissue_dated("dev1", now + dt.timedelta(days=10), 365)
     elif case == "revoked":
-        pki.revoke_device("demo", "dev1")
+        crl.revoke_device("demo", "dev1")
         broker.reload()
     else:
         d = fleet.device_dir("dev1")

@@ -7,7 +7,7 @@ from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 import ipaddress
 
-from host_tools import pki
+from host_tools import crl, keys, pki
 from host_tools.errors import CommandError
 
 
@@ -87,9 +87,9 @@ def test_device_names_are_validated(fleet, bad):
 
 
 def test_revoke_marks_identity_and_writes_crl(fleet):
-    serial = pki.revoke_device("demo", "dev2")
-    crl = x509.load_pem_x509_crl(fleet.crl.read_bytes())
-    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    serial = crl.revoke_device("demo", "dev2")
+    signed = x509.load_pem_x509_crl(fleet.crl.read_bytes())
+    assert signed.get_revoked_certificate_by_serial_number(serial) is not None
     state = {i.name: i.revoked for i in pki.list_identities("demo")}
     assert state["dev2"] is True and state["dev1"] is False
 
@@ -134,7 +134,7 @@ def test_reissue_revokes_the_old_certificate_and_renew_does_not(broker, fleet, h
     assert _connects(fleet, broker.port, renewed_from)
     assert _connects(fleet, broker.port, fleet.device_dir("dev1"))
     assert len(list((fleet.device_dir("dev1") / "history").glob("*.pem"))) == 2
-    pki.revoke_device("demo", "dev1")  # every certificate of the name, current and earlier
+    crl.revoke_device("demo", "dev1")  # every certificate of the name, current and earlier
     broker.reload()
     assert not _connects(fleet, broker.port, renewed_from)
     assert not _connects(fleet, broker.port, fleet.device_dir("dev1"))
@@ -145,19 +145,19 @@ def test_crl_near_its_end_is_resigned_by_broker_start_and_pki_crl(fleet):
     import datetime as dt
     from conftest import free_port, run_cli
     from host_tools.broker import Broker
-    pki.revoke_device("demo", "dev2")
-    pki.write_crl("demo", pki._revoked_serials("demo"), days=5)
+    crl.revoke_device("demo", "dev2")
+    crl.write_crl("demo", crl.revoked_serials("demo"), days=5)
     b = Broker("demo", port=free_port())
     b.start()
     try:
-        crl = x509.load_pem_x509_crl(fleet.crl.read_bytes())
-        assert crl.next_update_utc - pki._now() > dt.timedelta(days=300)
+        signed = x509.load_pem_x509_crl(fleet.crl.read_bytes())
+        assert signed.next_update_utc - keys.now() > dt.timedelta(days=300)
         assert any("re-signed" in n for n in b.notes)
-        assert {r.serial_number for r in crl} == {pki.load_cert(fleet.device_dir("dev2") / "client.pem").serial_number}
+        assert {r.serial_number for r in signed} == {pki.load_cert(fleet.device_dir("dev2") / "client.pem").serial_number}
         r = run_cli("pki", "crl", "--fleet", "demo", "--days", "40")
         assert r.returncode == 0 and "next update" in r.stdout and "reloaded" in r.stderr, r.stderr
-        crl = x509.load_pem_x509_crl(fleet.crl.read_bytes())
-        assert dt.timedelta(days=39) < crl.next_update_utc - pki._now() < dt.timedelta(days=41)
+        signed = x509.load_pem_x509_crl(fleet.crl.read_bytes())
+        assert dt.timedelta(days=39) < signed.next_update_utc - keys.now() < dt.timedelta(days=41)
     finally:
         b.stop()
 
@@ -165,8 +165,8 @@ def test_crl_near_its_end_is_resigned_by_broker_start_and_pki_crl(fleet):
 def test_list_warns_of_certificates_expiring_within_30_days(fleet, monkeypatch, capsys):
     import datetime as dt
     from host_tools.cli import main
-    real = pki._now
-    monkeypatch.setattr(pki, "_now", lambda: real() + dt.timedelta(days=350))
+    real = keys.now
+    monkeypatch.setattr(pki, "now", lambda: real() + dt.timedelta(days=350))
     assert main(["pki", "list", "--fleet", "demo"]) == 0
     err = capsys.readouterr().err
     assert "warning: the device certificate of dev1 expires in 14 days: run 'sensorpub pki renew dev1'" in err, err

@@ -203,7 +203,7 @@ def test_first_contact_right_after_start_never_loses_a_byte(home):
 
 
 def test_renewed_certificate_reaches_the_board_with_certs_only(flashed, fleet, broker):
-    from host_tools import pki
+    from host_tools import crl, pki
     con = flashed()
     con.expect(r"published seq", timeout=20)
     old = pki.load_cert(fleet.device_dir("dev1") / "client.pem").serial_number
@@ -211,7 +211,7 @@ def test_renewed_certificate_reaches_the_board_with_certs_only(flashed, fleet, b
     assert r.returncode == 0 and "--certs-only" in r.stdout, r.stderr
     r = run_cli("flash", "--port", "vboard:t0", "--device", "dev2", "--certs-only")
     assert r.returncode == 1 and "not flashed as 'dev2'" in r.stderr, r.stderr  # never another device's key
-    pki.revoke_serials("demo", [old])  # the old certificate no longer works: only the new one can connect
+    crl.revoke_serials("demo", [old])  # the old certificate no longer works: only the new one can connect
     broker.reload()
     con.mark()
     r = run_cli("flash", "--port", "vboard:t0", "--device", "dev1", "--certs-only")

@@ -1,0 +1,108 @@
+"""`sensorpub pki`: the fleet CA and the server, device and verifier identities; revocation and renewal."""
+import json
+
+from ..errors import CommandError
+from .common import actions, add_fleet, command, say
+
+EPILOG = """examples:
+  sensorpub pki init
+  sensorpub pki server --host localhost --ip 127.0.0.1
+  sensorpub pki device dev1
+  sensorpub pki verifier
+  sensorpub pki verifier --name bridge   # a second consumer with its own client id
+  sensorpub pki list --fleet demo
+  sensorpub pki revoke dev1
+  sensorpub pki renew dev1     # then: sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1
+  sensorpub pki crl            # re-sign the CRL (broker start does it when it is near its end)"""
+
+ACTIONS = (("init", "create the fleet CA"), ("server", "issue the broker's server certificate"),
+           ("device", "issue a device identity (PEM for the host, DER for the board)"),
+           ("verifier", "issue the host-side verifier identity"),
+           ("list", "list the fleet's identities (warns of certificates expiring within 30 days)"),
+           ("revoke", "revoke a device (and its earlier certificates) and update the CRL"),
+           ("renew", "new key and certificate for a device; the old one works until it expires"),
+           ("crl", "re-sign the CRL with a fresh next_update"))
+
+
+def argparse_pki(sub):
+    p = command(sub, "pki", "make the fleet CA and the server, device and verifier identities", EPILOG)
+    for name, a in actions(p, ACTIONS).items():
+        add_fleet(a)
+        if name in ("init", "server", "device", "verifier", "renew"):
+            a.add_argument("--key-type", choices=("ec256", "rsa2048"), default="ec256",
+                           help="key algorithm (default: ec256, EC P-256)")
+        if name in ("init", "server", "device", "verifier"):
+            a.add_argument("--force", action="store_true", help="replace existing files")
+        if name in ("device", "revoke", "renew"):
+            a.add_argument("name", help="device name: letters, digits, '-' and '_'")
+        if name == "crl":
+            a.add_argument("--days", type=int, default=365, help="next_update this many days ahead (default: 365)")
+        if name == "verifier":
+            a.add_argument("--name", default="", help="issue a named verifier identity (CN sensorpub-verifier-NAME) "
+                                                      "for a second consumer; the broker binds client id to CN")
+        if name == "server":
+            a.add_argument("--host", action="append", default=[], help="DNS name of the broker (repeatable)")
+            a.add_argument("--ip", action="append", default=[], help="IP address of the broker (repeatable)")
+        if name == "list":
+            a.add_argument("--json", action="store_true", help="print JSON")
+
+
+def do_pki(args):
+    from .. import crl, pki
+    if args.action == "init":
+        path = pki.init_ca(args.fleet, args.key_type, args.force, progress=say)
+    elif args.action == "server":
+        path = pki.issue_server(args.fleet, args.host, args.ip, args.key_type, args.force, progress=say)
+    elif args.action == "device":
+        path = pki.issue_device(args.fleet, args.name, args.key_type, args.force, progress=say)
+    elif args.action == "verifier":
+        path = pki.issue_verifier(args.fleet, args.key_type, args.force, progress=say, name=args.name)
+        _reload_broker(args.fleet, "its ACL now lets this verifier read")
+    elif args.action == "revoke":
+        serial = crl.revoke_device(args.fleet, args.name)
+        print(f"revoked {args.name} (serial {serial:x}, and any earlier certificate of it); if it is registered "
+              f"with AWS IoT, also run 'sensorpub aws revoke {args.name}'")
+        _reload_broker(args.fleet, "it loaded the new CRL")
+        return 0
+    elif args.action == "renew":
+        path = pki.renew_device(args.fleet, args.name, args.key_type, progress=say)
+        print(f"wrote {path}; put it on the board with 'sensorpub flash --certs-only --port PORT --device {args.name}'")
+        return 0
+    elif args.action == "crl":
+        if not 1 <= args.days <= 3650:
+            raise CommandError(f"--days {args.days}: give 1 to 3650")
+        when = crl.refresh_crl(args.fleet, args.days)
+        print(f"re-signed {pki.Fleet(args.fleet).crl}, next update {when:%Y-%m-%d}")
+        _reload_broker(args.fleet, "it loaded the new CRL")
+        return 0
+    else:
+        return _list(pki.list_identities(args.fleet), args.json, pki.EXPIRY_WARN_DAYS)
+    print(f"wrote {path}")
+    return 0
+
+
+def _list(ids, as_json: bool, warn_days: int) -> int:
+    if as_json:
+        print(json.dumps([{"role": i.role, "name": i.name, "serial": f"{i.serial:x}", "key_type": i.key_type,
+                           "not_after": i.not_after.isoformat(), "revoked": i.revoked,
+                           "expires_in_days": i.expires_in_days} for i in ids], indent=2))
+    else:
+        print(f"{'role':<9} {'name':<26} {'key':<8} {'not after':<20} {'revoked':<7} serial")
+        for i in ids:
+            print(f"{i.role:<9} {i.name:<26} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
+                  f"{'yes' if i.revoked else 'no':<7} {i.serial:x}")
+    for i in ids:
+        left = i.expires_in_days
+        if not i.revoked and left < warn_days:
+            fix = f"sensorpub pki renew {i.name}" if i.role == "device" else f"sensorpub pki {i.role} --force"
+            say(f"warning: the {i.role} certificate of {i.name} " + (f"expires in {left} days" if left >= 0 else
+                "has expired") + f": run '{fix}'")
+    return 0
+
+
+def _reload_broker(fleet: str, what: str) -> None:
+    from ..broker import Broker
+    if Broker(fleet).reload():
+        say(f"the fleet's running broker reloaded: {what}")
+    else:
+        say("the fleet's broker is not running: 'sensorpub broker start' will load it")
