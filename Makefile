@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 4
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
 
-.PHONY: setup test chaos bench demo flash flash-micropython typecheck mpy-check clean mosquitto
+.PHONY: setup test chaos bench demo flash flash-micropython typecheck clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 

@@ -1,18 +1,42 @@
-"""Every command: --help works, bad input is one line on stderr with a non-zero exit, no traceback."""
+"""Every command: --help works and has examples, the README shows it, bad input is one line on stderr
+with the documented exit status (1 for a refused input, 2 for a usage mistake), no traceback."""
+import argparse
+from pathlib import Path
+
 import pytest
 
 from conftest import run_cli
+from host_tools.cli import build_parser
 
-COMMANDS = [["pki", "init"], ["pki", "server"], ["pki", "device"], ["pki", "verifier"], ["pki", "list"],
-            ["pki", "revoke"], ["broker", "start"], ["broker", "stop"], ["broker", "status"], ["broker", "logs"],
-            ["verify"], ["pki", "renew"], ["pki", "crl"], ["vboard", "power-cut"], ["aws", "revoke"],
-            ["flash"]]
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _commands():
+    """Every command and sub-action the parser knows, e.g. ['pki', 'init'] and ['verify']."""
+    def subs(p):
+        return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+    out = []
+    for name, p in subs(build_parser()).items():
+        actions = subs(p)
+        out += [[name, a] for a in actions] if actions else [[name]]
+    return out
+
+
+COMMANDS = _commands()
+
+
+def test_the_table_has_every_command():
+    assert ["pki", "renew"] in COMMANDS and ["vboard", "power-cut"] in COMMANDS and ["verify"] in COMMANDS
+    assert len(COMMANDS) >= 28, COMMANDS  # 8 pki, 4 broker, 7 aws, 6 vboard, verify, flash, console
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
-def test_help(cmd):
+def test_help_and_the_readme_show_it(cmd):
     r = run_cli(*cmd, "--help")
-    assert r.returncode == 0 and "usage:" in r.stdout
+    assert r.returncode == 0 and r.stdout.startswith("usage: sensorpub " + " ".join(cmd)), r.stdout[:200]
+    top = run_cli(cmd[0], "--help").stdout
+    assert "examples:" in top, f"'sensorpub {cmd[0]} --help' shows no examples"
+    assert "sensorpub " + " ".join(cmd) in README, f"README.md shows no 'sensorpub {' '.join(cmd)}'"
 
 
 BAD = [
@@ -26,23 +50,31 @@ BAD = [
     (["broker", "start", "--port", "0"], "not a TCP port"),
     (["broker", "start"], "pki init"),
     (["broker", "logs"], "does not exist"),
-    (["broker", "status"], ""),
     (["verify", "--count", "3"], "--count needs --device"),
     (["verify", "--port", "1", "--timeout", "1"], "missing"),
     (["pki", "renew", "ghost"], "pki init"),
     (["pki", "crl"], "pki init"),
     (["vboard", "power-cut", "--name", "nope"], "is not running"),
     (["nosuchcommand"], "invalid choice"),
+    (["flash", "--port", "vboard", "--device", "dev1", "--aws-root-ca", "x.pem"], "--aws-root-ca is for --target aws"),
+    (["verify", "--alpn", "--timeout", "1"], "--alpn is for --target aws"),
 ]
+USAGE = ("invalid choice",)  # argparse's: exit status 2
 
 
 @pytest.mark.parametrize("cmd,text", BAD, ids=[" ".join(c) for c, _ in BAD])
 def test_bad_input_is_one_line(home, cmd, text):
     r = run_cli(*cmd)
-    assert r.returncode != 0
     assert "Traceback" not in r.stderr
     errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
-    if text:
-        assert len(errors) == 1, r.stderr  # progress lines may precede it; the error itself is one line
-        assert text in errors[0]
+    assert len(errors) == 1, r.stderr  # progress lines may precede it; the error itself is one line
+    assert text in errors[0], errors[0]
+    usage = any(u in text for u in USAGE)
+    assert r.returncode == (2 if usage else 1), (r.returncode, r.stderr)
+    assert r.stdout == ""
+
+
+def test_broker_status_of_a_stopped_broker_is_exit_3(home):
+    r = run_cli("broker", "status")
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (3, "not running", "")
 
