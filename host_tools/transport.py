@@ -5,11 +5,12 @@ running virtual board. Every low-level failure becomes one CommandError with the
 """
 import ast
 import contextlib
+import errno
 import os
 import re
 import signal
 import threading
-from typing import Callable, Dict, Iterable, Tuple
+from typing import Dict, Iterable, Tuple
 
 from .errors import CommandError
 
@@ -72,7 +73,7 @@ class Device:
         except TransportExecError as e:
             last = e.error_output.strip().splitlines()[-1:] if e.error_output else ["?"]
             if _flash_full(e.error_output):
-                raise CommandError(f"the board's flash is full: remove files (mpremote fs rm) or erase it") from None
+                raise CommandError("the board's flash is full: remove files (mpremote fs rm) or erase it") from None
             raise CommandError(f"the board said: {last[0]}") from None
         except (TransportError, OSError) as e:
             raise CommandError(f"lost the board on {self.port}: {e}") from None
@@ -98,6 +99,8 @@ class Device:
                 raise CommandError(f"the board's flash is full while writing {path}: free space or erase it") from None
             raise CommandError(f"writing {path} failed: {e.error_output.strip().splitlines()[-1]}") from None
         except (TransportError, OSError) as e:
+            if getattr(e, "errno", None) == errno.ENOSPC:  # mpremote 1.24+ turns the board's error into OSError
+                raise CommandError(f"the board's flash is full while writing {path}: free space or erase it") from None
             raise CommandError(f"lost the board on {self.port} while writing {path}: {e}") from None
 
     def remove(self, paths: Iterable[str]) -> None:

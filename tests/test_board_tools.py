@@ -1,0 +1,68 @@
+"""What the host tools promise about a board, each checked against a real virtual board: flash compares what
+the board reads back, a flash that fills up mid-write says so, console -n shows the last lines, and the
+virtual board has the heap it was started with."""
+import pytest
+
+from board_helpers import mpremote
+from conftest import run_cli
+from host_tools.errors import CommandError
+from host_tools.flash import build_config, flash
+from host_tools.transport import Device
+from host_tools.vboard import VBoard
+
+
+@pytest.fixture
+def board(home):
+    vb = VBoard("tools0")
+    vb.start(erase=True)
+    yield vb
+    vb.stop()
+
+
+def test_flash_refuses_a_board_that_stores_other_bytes_than_it_was_sent(fleet, board, monkeypatch):
+    real = Device.write_file
+
+    def flipping(self, path, data):  # a flaky cable or a worn flash: one byte differs on the board
+        real(self, path, data[:-1] + bytes([data[-1] ^ 1]) if path.endswith("app.py") else data)
+    monkeypatch.setattr(Device, "write_file", flipping)
+    with pytest.raises(CommandError, match=r"/app.py on the board does not match what was written .*flash again"):
+        flash("vboard:tools0", "demo", "dev1", "unix", build_config("dev1", "localhost", 8883, 30), reset=False)
+    monkeypatch.setattr(Device, "write_file", real)  # positive control: the same flash with honest writes
+    files = flash("vboard:tools0", "demo", "dev1", "unix", build_config("dev1", "localhost", 8883, 30), reset=False)
+    assert "/app.py" in files
+
+
+def test_flash_filling_up_in_the_middle_of_a_file_says_so(home):
+    vb = VBoard("tiny")
+    vb.start(flash_kb=64, erase=True)
+    try:
+        dev = Device("vboard:tiny")
+        try:
+            free = dev.free_bytes()
+            dev.write_file("/fits.bin", bytes(1024))  # positive control: a write that fits
+            with pytest.raises(CommandError, match=r"flash is full while writing /big.bin: free space or erase it"):
+                dev.write_file("/big.bin", bytes(free + 8192))
+        finally:
+            dev.close()
+    finally:
+        vb.stop()
+
+
+def test_console_n_prints_the_last_lines(home):
+    vb = VBoard("c0")
+    vb.dir.mkdir(parents=True, exist_ok=True)
+    vb.console_log.write_text("".join(f"line {i}\r\n" for i in range(1, 51)))
+    r = run_cli("console", "--port", "vboard:c0", "-n", "3")
+    assert (r.returncode, r.stdout) == (0, "line 48\nline 49\nline 50\n"), r.stderr
+
+
+@pytest.mark.parametrize("heapsize, low, high", [("64k", 60_000, 65_536), ("300k", 290_000, 307_200)])
+def test_the_virtual_board_has_the_heap_it_was_started_with(home, heapsize, low, high):
+    vb = VBoard("h0")
+    vb.start(heapsize=heapsize, erase=True)
+    try:
+        r = mpremote(vb.port, "exec", "import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())")
+        assert r.returncode == 0, r.stderr
+        assert low <= int(r.stdout.split()[-1]) <= high, r.stdout
+    finally:
+        vb.stop()
