@@ -8,6 +8,8 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 from host_tools import aws, cli, pki
+from host_tools.aws import teardown
+from host_tools.errors import CommandError
 
 REGION = "eu-west-1"
 
@@ -304,48 +306,147 @@ def test_ca_registered_by_another_account(aws_env, fleet, capsys):
         return _error("ResourceAlreadyExistsException", "The CA certificate is already registered")
 
     a.client.meta.events.register("before-call.iot.RegisterCACertificate", taken)
-    with pytest.raises(aws.CommandError, match="already registered by another AWS account in eu-west-1"):
+    with pytest.raises(CommandError, match="already registered by another AWS account in eu-west-1"):
         a.register_ca()
 
 
-def test_policy_still_attached_gives_one_line(aws_env, fleet, capsys):
+def test_policy_still_attached_gives_one_line(aws_env, fleet, capsys, monkeypatch):
     sp(capsys, "aws", "register-ca")
     sp(capsys, "aws", "register-device", "dev1")
     a = aws.Aws("demo", aws.session_client())
     a.client.meta.events.register(
         "before-call.iot.DeletePolicy",
         lambda **_kw: _error("DeleteConflictException", "The policy cannot be deleted as it is attached"))
-    monkey_deadline = aws.DETACH_WAIT_S
-    aws.DETACH_WAIT_S = 0
-    try:
-        with pytest.raises(aws.CommandError, match=r"deleting policy sensorpub-demo-device failed: still attached"):
-            a.teardown(a.plan_teardown(None))
-    finally:
-        aws.DETACH_WAIT_S = monkey_deadline
+    monkeypatch.setattr(teardown, "DETACH_WAIT_S", 0)
+    with pytest.raises(CommandError, match=r"deleting policy sensorpub-demo-device failed: still attached") as e:
+        a.teardown(a.plan_teardown(None))
+    assert "\n" not in str(e.value)
 
 
-def test_throttling_is_retried_with_backoff(aws_env, fleet):
-    a = aws.Aws("demo", aws.session_client())
-    sleeps = []
-    a.sleep = sleeps.append
-    calls = {"n": 0}
+def test_delete_waits_while_aws_still_sees_the_attachment(aws_env, fleet, capsys):
+    """Detaching is eventually consistent: a delete that conflicts is repeated with back-off, then succeeds."""
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    sleeps, lines, calls = [], [], {"n": 0}
+    a = aws.Aws("demo", aws.session_client(), progress=lines.append, sleep=sleeps.append)
 
-    def throttle_twice(**_kw):
+    def conflict_twice(**_kw):
         calls["n"] += 1
-        if calls["n"] <= 2:
-            return _error("ThrottlingException", "Rate exceeded", 429)
-        return None  # let moto answer
+        return _error("DeleteConflictException", "still attached") if calls["n"] <= 2 else None
 
-    a.client.meta.events.register("before-call.iot.DescribeEndpoint", throttle_twice)
+    a.client.meta.events.register("before-call.iot.DeletePolicy", conflict_twice)
+    a.teardown(a.plan_teardown(None))
+    assert calls["n"] == 3 and sleeps == [0.5, 1.0]
+    assert sum("AWS still sees an attachment" in ln for ln in lines) == 2
+    assert account_state(aws_env) == ({}, {}, {}, {})
+
+
+# --- throttling: botocore's standard retries, one layer only -----------------------------------------
+
+class _Body:
+    """The raw body botocore reads from a response (AWSResponse.content joins raw.stream())."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def stream(self, **_kw):
+        yield self.data
+
+
+def _throttled(request):
+    """AWS IoT's answer to a throttled request, as the HTTP layer would return it."""
+    from botocore.awsrequest import AWSResponse
+    body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+    return AWSResponse(request.url, 400, {"x-amzn-errortype": "ThrottlingException",
+                                          "content-type": "application/json"}, _Body(body))
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Requests that reach the HTTP layer, and botocore's back-off sleeps (recorded, not slept)."""
+    import time
+    log = {"requests": 0, "sleeps": []}
+    monkeypatch.setattr(time, "sleep", log["sleeps"].append)
+    return log
+
+
+@pytest.mark.parametrize("k", [1, aws.MAX_ATTEMPTS - 1])
+def test_call_throttled_fewer_times_than_max_attempts_succeeds(aws_env, fleet, sent, k):
+    lines = []
+    a = aws.Aws("demo", aws.session_client(), progress=lines.append)
+
+    def throttle_k(request, **_kw):
+        sent["requests"] += 1
+        return _throttled(request) if sent["requests"] <= k else None  # then moto answers
+
+    a.client.meta.events.register("before-send.iot.DescribeEndpoint", throttle_k)
     assert a.endpoint().endswith("amazonaws.com")
-    assert calls["n"] == 3 and len(sleeps) == 2
-    assert all(0 <= s <= aws.BACKOFF_CAP_S for s in sleeps)
+    assert sent["requests"] == k + 1 and len(sent["sleeps"]) == k
+    assert all(0 <= s <= 20 for s in sent["sleeps"])  # botocore's jittered back-off, capped at 20 s
+    assert lines == [f"AWS call describe_endpoint failed (ThrottlingException): retry {i} of {aws.MAX_ATTEMPTS - 1}"
+                     for i in range(1, k + 1)]
 
-    calls["n"] = -100  # now it never stops: give up with one line after ATTEMPTS
-    sleeps.clear()
-    with pytest.raises(aws.CommandError, match="kept throttling describe_endpoint"):
+
+def test_call_throttled_forever_makes_max_attempts_requests_then_one_line(aws_env, fleet, sent):
+    a = aws.Aws("demo", aws.session_client())
+
+    def throttle(request, **_kw):
+        sent["requests"] += 1
+        return _throttled(request)
+
+    a.client.meta.events.register("before-send.iot.DescribeEndpoint", throttle)
+    with pytest.raises(CommandError) as e:
         a.endpoint()
-    assert len(sleeps) == aws.ATTEMPTS - 1
+    assert sent["requests"] == aws.MAX_ATTEMPTS  # botocore's retries only: no loop stacked on top
+    assert len(sent["sleeps"]) == aws.MAX_ATTEMPTS - 1
+    assert str(e.value) == (f"AWS kept throttling describe_endpoint after {aws.MAX_ATTEMPTS} attempts: wait a minute "
+                            "and run the same command again (it is safe to re-run)")
+
+
+def test_unreachable_endpoint_is_one_line(aws_env, fleet, sent):
+    from botocore.exceptions import EndpointConnectionError
+    lines = []
+    a = aws.Aws("demo", aws.session_client(), progress=lines.append)
+
+    def unreachable(request, **_kw):
+        sent["requests"] += 1
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    a.client.meta.events.register("before-send.iot.DescribeEndpoint", unreachable)
+    with pytest.raises(CommandError, match=r"^cannot reach AWS IoT in eu-west-1 \(https://iot\.eu-west-1\."
+                                           r"amazonaws\.com/endpoint\S*\): check the network and --region$"):
+        a.endpoint()
+    assert sent["requests"] == aws.MAX_ATTEMPTS  # a dropped connection is retried too, by botocore alone
+    assert lines[-1] == f"AWS call describe_endpoint failed (EndpointConnectionError): retry {aws.MAX_ATTEMPTS - 1} " \
+        f"of {aws.MAX_ATTEMPTS - 1}" and len(lines) == aws.MAX_ATTEMPTS - 1
+
+
+def test_a_silent_endpoint_is_one_line_not_a_traceback(aws_env, fleet, sent):
+    from botocore.exceptions import ReadTimeoutError
+    a = aws.Aws("demo", aws.session_client())
+
+    def silent(request, **_kw):
+        sent["requests"] += 1
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    a.client.meta.events.register("before-send.iot.DescribeEndpoint", silent)
+    with pytest.raises(CommandError, match=r"^AWS IoT in eu-west-1 did not answer describe_endpoint in time .*"
+                                           r"it is safe to re-run\)$"):
+        a.endpoint()
+    assert sent["requests"] == aws.MAX_ATTEMPTS
+
+
+def test_credentials_gone_at_call_time_is_one_line(aws_env, fleet):
+    """As when the signer finds none (expired SSO session, env cleared): botocore raises NoCredentialsError."""
+    from botocore.exceptions import NoCredentialsError
+    a = aws.Aws("demo", aws.session_client())
+
+    def no_credentials(**_kw):
+        raise NoCredentialsError()
+
+    a.client.meta.events.register("before-sign.iot.DescribeEndpoint", no_credentials)
+    with pytest.raises(CommandError, match="^no AWS credentials: set AWS_PROFILE .* or run 'aws configure'$"):
+        a.endpoint()
 
 
 def _error(code, message, status=409):
