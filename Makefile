@@ -63,7 +63,8 @@ flash: setup
 clean:
 	rm -rf run build .pytest_cache .mypy_cache
 
-# The quick start: PKI, broker, virtual board, flash, verify 3 readings, then stop what it started.
+# The quick start: PKI, broker, virtual board, flash, verify 3 readings (listening before the board
+# starts, so seq 0 is among them), then stop what it started. DEMO_PORT: another port if 8883 is taken.
 DEMO_PORT ?= 8883
 demo: setup
 	@echo "== PKI for fleet $(FLEET), device $(DEVICE)"
@@ -72,9 +73,10 @@ demo: setup
 	@[ -f certs/$(FLEET)/verifier/verifier.pem ] || $(SP) pki verifier --fleet $(FLEET)
 	@[ -f certs/$(FLEET)/devices/$(DEVICE)/client.der ] || $(SP) pki device $(DEVICE) --fleet $(FLEET)
 	@echo "== broker, virtual board, flash, verify"
-	@$(SP) broker start --fleet $(FLEET) --port $(DEMO_PORT); \
+	@$(SP) broker start --fleet $(FLEET) --port $(DEMO_PORT) || exit 1; \
 	 trap '$(SP) vboard stop >/dev/null; $(SP) broker stop --fleet $(FLEET) >/dev/null; echo "== stopped the broker and the virtual board"' EXIT; \
-	 $(SP) vboard start --erase && \
-	 $(SP) flash --fleet $(FLEET) --port vboard --device $(DEVICE) --board unix --interval 3 --broker-port $(DEMO_PORT) && \
-	 $(SP) verify --fleet $(FLEET) --port $(DEMO_PORT) --device $(DEVICE) --count 3 --timeout 60 && \
+	 $(SP) vboard start --erase || exit 1; \
+	 $(SP) verify --fleet $(FLEET) --device $(DEVICE) --count 3 --timeout 60 & verifier=$$!; \
+	 $(SP) flash --fleet $(FLEET) --port vboard --device $(DEVICE) --board unix --interval 3 || { kill $$verifier; exit 1; }; \
+	 wait $$verifier || exit 1; \
 	 echo "== the board's console:" && $(SP) console --port vboard -n 8

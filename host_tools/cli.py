@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("sensorpub: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `sensorpub ... | head` closed the pipe: nothing more to say, and no one to say it to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail again
+        return 141
     except Exception as e:  # a bug: still one line; SENSORPUB_DEBUG=1 shows the traceback
         if os.environ.get("SENSORPUB_DEBUG"):
             raise

@@ -50,8 +50,12 @@ class Fleet:
         dirs = sorted(d for d in self.root.glob("verifier*") if (d / "verifier.pem").exists())
         return [VERIFIER_CN + d.name[len("verifier"):] for d in dirs]
 
+    @property
+    def devices_dir(self) -> Path:
+        return self.root / "devices"
+
     def device_dir(self, name: str) -> Path:
-        return self.root / "devices" / check_name("device", name)
+        return self.devices_dir / check_name("device", name)
 
     def require_ca(self):
         if not self.ca_cert.exists():

@@ -29,14 +29,30 @@ def key_type_of(key) -> str:
     return type(key).__name__
 
 
+def _write(path, data: bytes, private: bool, flags: int) -> None:
+    mode = 0o600 if private else 0o644
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, mode)
+    try:
+        os.fchmod(fd, mode)  # umask-proof, before any byte is in it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def write_file(path: Path, data: bytes, private: bool = False) -> None:
+    """Replace `path` at once (written beside it, then renamed); 0600 when `private`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o600 if private else 0o644)  # umask-proof
+    _write(tmp, data, private, os.O_TRUNC)
     os.replace(tmp, path)
+
+
+def create_file(path, data: bytes, private: bool = False) -> None:
+    """A new file in a directory nobody else writes to (a staged identity): as write_file, minus the rename.
+    Refuses to overwrite anything."""
+    _write(path, data, private, os.O_EXCL)
 
 
 def key_pem(key) -> bytes:

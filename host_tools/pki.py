@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .atomic import Files, clean_leftovers, write_dir
 from .crl import revoke_serials, write_crl
 from .errors import CommandError
 from .fleet import Fleet
@@ -65,28 +66,63 @@ def build_ca(fleet: str, key, days: int = CA_DAYS, not_before: Optional[dt.datet
     )
 
 
+@dataclass
+class LeafTemplate:
+    """What every leaf certificate a CA signs with one EKU shares (issuer, validity, constraints, key usage):
+    made once, then sign() per identity, so a batch does not rebuild it a thousand times."""
+    base: x509.CertificateBuilder
+    aki: x509.AuthorityKeyIdentifier
+    ca_key: object
+
+    @classmethod
+    def of(cls, ca_cert: x509.Certificate, ca_key, eku, is_ec: bool, days: int = LEAF_DAYS,
+           not_before: Optional[dt.datetime] = None) -> "LeafTemplate":
+        start = not_before or now() - dt.timedelta(minutes=5)
+        base = (
+            x509.CertificateBuilder()
+            .issuer_name(ca_cert.subject)
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=not is_ec,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        )
+        return cls(base, x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), ca_key)
+
+    def sign(self, subject: x509.Name, public_key, sans: Optional[list] = None) -> x509.Certificate:
+        b = (self.base.subject_name(subject).public_key(public_key).serial_number(x509.random_serial_number())
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+             .add_extension(self.aki, critical=False))
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(self.ca_key, hashes.SHA256())
+
+
 def build_leaf(ca_cert: x509.Certificate, ca_key, subject: x509.Name, public_key, eku, *,
                sans: Optional[list] = None, days: int = LEAF_DAYS,
                not_before: Optional[dt.datetime] = None) -> x509.Certificate:
-    start = not_before or now() - dt.timedelta(minutes=5)
     is_ec = isinstance(public_key, ec.EllipticCurvePublicKey)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=not is_ec,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    )
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(ca_key, hashes.SHA256())
+    return LeafTemplate.of(ca_cert, ca_key, eku, is_ec, days, not_before).sign(subject, public_key, sans)
+
+
+def ca_files(ca_cert: x509.Certificate, der: bool) -> Files:
+    """The CA certificate an identity directory carries: PEM for the host and, with `der`, DER for the board."""
+    files = {"ca.pem": (ca_cert.public_bytes(serialization.Encoding.PEM), False)}
+    if der:
+        files["ca.der"] = (ca_cert.public_bytes(serialization.Encoding.DER), False)
+    return files
+
+
+def identity_files(stem: str, key, cert: x509.Certificate, ca: Files, der: bool) -> Files:
+    """An identity directory's files (`ca` from ca_files): PEM for the host and, with `der`, DER for the board.
+    Keys are private."""
+    files = {f"{stem}.key.pem": (key_pem(key), True),
+             f"{stem}.pem": (cert.public_bytes(serialization.Encoding.PEM), False), **ca}
+    if der:  # what goes to the board
+        files["client.der"] = (cert.public_bytes(serialization.Encoding.DER), False)
+        files["client.key.der"] = (key_der(key), True)
+    return files
 
 
 def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: Progress = _quiet) -> Path:
@@ -106,8 +142,9 @@ def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: 
 
 def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, force: bool,
            progress: Progress, sans=None, der: bool = False, renew: bool = False) -> Path:
-    """Write a new key and certificate. The one replaced goes to history/; with `force` (a re-issue, the old
-    key may be compromised) it is also revoked at once; with `renew` it stays valid until it expires."""
+    """Write a new key and certificate, all files at once (atomic.write_dir). The one replaced goes to history/;
+    with `force` (a re-issue, the old key may be compromised) it is also revoked at once; with `renew` it
+    stays valid until it expires."""
     f = Fleet(fleet)
     ca_cert, ca_key = f.require_ca()
     cert_path, key_path = out_dir / f"{stem}.pem", out_dir / f"{stem}.key.pem"
@@ -115,22 +152,19 @@ def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, fo
         _guard([cert_path, key_path], force)
     elif not cert_path.exists():
         raise CommandError(f"{cert_path} does not exist: issue it first ('sensorpub pki device NAME')")
+    if clean_leftovers(out_dir.parent):
+        progress("tidied identity directories an interrupted run left behind")
+    files: Files = {}
     if cert_path.exists():
         old = load_cert(cert_path)
-        write_file(out_dir / "history" / f"{old.serial_number:x}.pem", cert_path.read_bytes())
+        files[f"history/{old.serial_number:x}.pem"] = (cert_path.read_bytes(), False)
         if not renew:
             revoke_serials(fleet, [old.serial_number])
             progress(f"revoked the replaced certificate of {cn!r} (serial {old.serial_number:x})")
     progress(f"generating {key_type} key for {cn!r}")
     key = new_key(key_type)
     cert = build_leaf(ca_cert, ca_key, _name(cn, fleet), key.public_key(), eku, sans=sans)
-    write_file(key_path, key_pem(key), private=True)
-    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    write_file(out_dir / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
-    if der:  # what goes to the board
-        write_file(out_dir / "client.der", cert.public_bytes(serialization.Encoding.DER))
-        write_file(out_dir / "client.key.der", key_der(key), private=True)
-        write_file(out_dir / "ca.der", ca_cert.public_bytes(serialization.Encoding.DER))
+    write_dir(out_dir, {**identity_files(stem, key, cert, ca_files(ca_cert, der), der), **files}, replace=True)
     return cert_path
 
 
@@ -201,7 +235,7 @@ def list_identities(fleet: str) -> List[Identity]:
     found += [("verifier", d / "verifier.pem") for d in sorted(f.root.glob("verifier*"))]
     devs = f.root / "devices"
     if devs.is_dir():
-        found += [("device", d / "client.pem") for d in sorted(devs.iterdir())]
+        found += [("device", d / "client.pem") for d in sorted(devs.iterdir()) if not d.name.startswith(".")]
     out = []
     for role, path in found:
         if not path.exists():

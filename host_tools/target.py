@@ -1,7 +1,8 @@
 """Which broker a host command talks to and what it trusts: the fleet's local Mosquitto or AWS IoT Core.
 
-`verify` and `flash` resolve it here, once: host, port, and the CA that signs the server's certificate
-(the fleet CA locally; Amazon Root CA 1, or --aws-root-ca, for AWS IoT).
+`verify` and `flash` resolve it here, once: host, port (locally: the one the fleet's broker was last
+started on), and the CA that signs the server's certificate (the fleet CA locally; Amazon Root CA 1,
+or --aws-root-ca, for AWS IoT).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def resolve(fleet: str, kind: str = "local", host: Optional[str] = None, port: O
         given = [flag for flag, on in (("--alpn", alpn), ("--aws-root-ca", aws_root_ca)) if on]
         if given:
             raise CommandError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for --target aws")
-        return Target("local", host or "localhost", port or DEFAULT_PORT, Fleet(fleet).ca_cert)
+        return Target("local", host or "localhost", port or remembered_port(fleet) or DEFAULT_PORT, Fleet(fleet).ca_cert)
     from . import aws
     aws.amazon_root_ca(aws_root_ca)  # checks the file (and the shipped one's fingerprint)
     ca = Path(aws_root_ca) if aws_root_ca else aws.ROOT_CA_FILE
@@ -51,6 +52,13 @@ def resolve(fleet: str, kind: str = "local", host: Optional[str] = None, port: O
         acct = account()
         host = acct.endpoint()  # type: ignore[attr-defined]
     return Target("aws", host, port or (ALPN_PORT if alpn else DEFAULT_PORT), ca, acct)
+
+
+def remembered_port(fleet: str) -> Optional[int]:
+    """The port the fleet's broker was last started on ('broker start --port'), so later commands need no --port."""
+    from .broker import Broker
+    lst = Broker(fleet).listener()
+    return lst[0] if lst else None
 
 
 def check_aws_config(device: str, cfg: dict, topic_prefix: str) -> None:

@@ -66,3 +66,21 @@ def test_the_virtual_board_has_the_heap_it_was_started_with(home, heapsize, low,
         assert low <= int(r.stdout.split()[-1]) <= high, r.stdout
     finally:
         vb.stop()
+
+
+def test_console_hides_mpremote_raw_repl_traffic_unless_raw(home):
+    vb = VBoard("c1")
+    vb.dir.mkdir(parents=True, exist_ok=True)
+    vb.console_log.write_text(
+        "[    1.000] INFO published seq 1 queued 0\n"
+        "raw REPL; CTRL-B to exit\r\n>OK\x04\x04>R\x01\x00\x01\x01\x04{'/main.py': (372, 'f3')}\n"
+        "\x04\x04>R\x01\x00\x01\x04vboard: boot, running boot.py and main.py\r\n"
+        "[    0.002] INFO device dev1, broker localhost:8883, board unix\n", newline="")
+    r = run_cli("console", "--port", "vboard:c1", "-n", "10")
+    assert r.stdout.splitlines() == [
+        "[    1.000] INFO published seq 1 queued 0",
+        "-- mpremote connected: its raw REPL traffic is hidden (--raw shows it) --",
+        "vboard: boot, running boot.py and main.py",
+        "[    0.002] INFO device dev1, broker localhost:8883, board unix"], r.stdout
+    r = run_cli("console", "--port", "vboard:c1", "-n", "10", "--raw")
+    assert "raw REPL; CTRL-B to exit" in r.stdout and "{'/main.py'" in r.stdout

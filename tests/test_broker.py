@@ -250,3 +250,18 @@ def test_revoke_reaches_a_running_broker(broker, fleet):
     else:
         pytest.fail("dev2 still connects after revoke")
     client_for(fleet, "dev1", broker.port).disconnect()
+
+
+def test_later_commands_use_the_port_the_broker_was_started_on(fleet):
+    from conftest import free_port, run_cli
+    from host_tools import target
+    port = free_port()
+    assert run_cli("broker", "start", "--port", str(port)).returncode == 0
+    try:
+        r = run_cli("verify", "--timeout", "0.5")
+        assert f"verifying on localhost:{port} " in r.stderr, r.stderr
+        assert target.resolve("demo").port == port  # flash resolves the same way
+        assert target.resolve("demo", port=8884).port == 8884  # an explicit port wins
+    finally:
+        run_cli("broker", "stop")
+    assert target.resolve("nofleet").port == 8883  # never started: the default

@@ -78,3 +78,12 @@ def test_broker_status_of_a_stopped_broker_is_exit_3(home):
     r = run_cli("broker", "status")
     assert (r.returncode, r.stdout.strip(), r.stderr) == (3, "not running", "")
 
+
+
+def test_output_into_a_closed_pipe_is_not_an_internal_error(fleet):
+    import subprocess
+    import sys
+    assert run_cli("pki", "device", "--count", "600", "--prefix", "d").returncode == 0  # > a 64 KB pipe of JSON
+    p = subprocess.run(f"{sys.executable} -m host_tools pki list --json | head -c 10", shell=True,
+                       capture_output=True, text=True)
+    assert len(p.stdout) == 10 and "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -26,7 +26,8 @@ FLASH_EPILOG = """examples:
 
 CONSOLE_EPILOG = """examples:
   sensorpub console --port vboard -f
-  sensorpub console --port /dev/ttyUSB0 -f"""
+  sensorpub console --port /dev/ttyUSB0 -f
+  sensorpub console --port vboard -n 200 --raw   # with mpremote's raw REPL traffic"""
 
 VBOARD_ACTIONS = (("start", "start it; prints the pty path"), ("stop", "stop it (the flash image stays)"),
                   ("status", "is it running, on which pty"), ("port", "print the pty path only"),
@@ -98,7 +99,8 @@ def argparse_flash(sub):
                    help="local Mosquitto (default) or AWS IoT Core: endpoint, Amazon Root CA 1, client id = thing name")
     p.add_argument("--broker-host", help="broker host as the board sees it (default: localhost; with --target aws "
                                          "the account's ATS endpoint)")
-    p.add_argument("--broker-port", type=int, help="broker port (default: 8883)")
+    p.add_argument("--broker-port", type=int, help="broker port (default: the port the fleet's broker was last "
+                                                   "started on, else 8883)")
     p.add_argument("--interval", type=int, default=30, help="seconds between readings (default: 30)")
     p.add_argument("--wifi-ssid", default="", help="Wi-Fi network (ESP32 boards)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -145,9 +147,11 @@ def argparse_console(sub):
     p.add_argument("-n", "--lines", type=int, default=20, help="virtual board: how many past lines (default: 20)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing (Ctrl-C to stop)")
     p.add_argument("--seconds", type=float, default=None, help="follow for this long, then exit")
+    p.add_argument("--raw", action="store_true", help="show every byte, mpremote's raw REPL traffic included "
+                                                     "(hidden by default behind one line)")
 
 
 def do_console(args):
     from ..console import follow
-    follow(args.port, args.lines, args.seconds if args.seconds else (None if args.follow else 0.01))
+    follow(args.port, args.lines, args.seconds if args.seconds else (None if args.follow else 0.01), raw=args.raw)
     return 0

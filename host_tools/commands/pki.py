@@ -8,6 +8,8 @@ EPILOG = """examples:
   sensorpub pki init
   sensorpub pki server --host localhost --ip 127.0.0.1
   sensorpub pki device dev1
+  sensorpub pki device dev001 dev002 dev003           # several in one run (existing ones are skipped)
+  sensorpub pki device --count 500 --prefix dev --json  # dev001..dev500; run it again to finish a killed batch
   sensorpub pki verifier
   sensorpub pki verifier --name bridge   # a second consumer with its own client id
   sensorpub pki list --fleet demo
@@ -16,7 +18,7 @@ EPILOG = """examples:
   sensorpub pki crl            # re-sign the CRL (broker start does it when it is near its end)"""
 
 ACTIONS = (("init", "create the fleet CA"), ("server", "issue the broker's server certificate"),
-           ("device", "issue a device identity (PEM for the host, DER for the board)"),
+           ("device", "issue device identities (PEM for the host, DER for the board): one, several, or --count N"),
            ("verifier", "issue the host-side verifier identity"),
            ("list", "list the fleet's identities (warns of certificates expiring within 30 days)"),
            ("revoke", "revoke a device (and its earlier certificates) and update the CRL"),
@@ -33,8 +35,10 @@ def argparse_pki(sub):
                            help="key algorithm (default: ec256, EC P-256)")
         if name in ("init", "server", "device", "verifier"):
             a.add_argument("--force", action="store_true", help="replace existing files")
-        if name in ("device", "revoke", "renew"):
+        if name in ("revoke", "renew"):
             a.add_argument("name", help="device name: letters, digits, '-' and '_'")
+        if name == "device":
+            _device_arguments(a)
         if name == "crl":
             a.add_argument("--days", type=int, default=365, help="next_update this many days ahead (default: 365)")
         if name == "verifier":
@@ -54,7 +58,7 @@ def do_pki(args):
     elif args.action == "server":
         path = pki.issue_server(args.fleet, args.host, args.ip, args.key_type, args.force, progress=say)
     elif args.action == "device":
-        path = pki.issue_device(args.fleet, args.name, args.key_type, args.force, progress=say)
+        return _device(args)
     elif args.action == "verifier":
         path = pki.issue_verifier(args.fleet, args.key_type, args.force, progress=say, name=args.name)
         _reload_broker(args.fleet, "its ACL now lets this verifier read")
@@ -79,6 +83,68 @@ def do_pki(args):
         return _list(pki.list_identities(args.fleet), args.json, pki.EXPIRY_WARN_DAYS)
     print(f"wrote {path}")
     return 0
+
+
+def _device_arguments(a) -> None:
+    a.add_argument("names", nargs="*", metavar="NAME",
+                   help="device name(s): letters, digits, '-' and '_'; several make a batch")
+    a.add_argument("--count", type=int, metavar="N",
+                   help="make N devices PREFIX001..PREFIXN (at least 3 digits; at most 100000 in one run)")
+    a.add_argument("--prefix", metavar="PREFIX", help="name prefix for --count (default: dev)")
+    a.add_argument("--start", type=int, metavar="K", help="first number for --count (default: 1)")
+    a.add_argument("--json", action="store_true", help="print the created and skipped identities as JSON")
+
+
+def _device(args) -> int:
+    """One name: as it always was (refuses to overwrite without --force). Several or --count: a batch."""
+    from .. import batch, pki
+    names = batch.batch_names(args.names, args.count, args.prefix, args.start)
+    if args.count is not None or len(names) > 1:
+        return _batch(args, names)
+    existed = (pki.Fleet(args.fleet).device_dir(names[0]) / "client.pem").exists()
+    path = pki.issue_device(args.fleet, names[0], args.key_type, args.force, progress=say)
+    if args.json:
+        print(json.dumps([{"name": names[0], "status": "replaced" if existed else "created",
+                           "path": str(path.parent)}], indent=2))
+    else:
+        print(f"wrote {path}")
+    return 0
+
+
+def _batch(args, names) -> int:
+    """Many names in one process, with a progress bar on stderr; Ctrl-C stops between two identities."""
+    import sys
+    from tqdm import tqdm
+    from .. import batch
+    results: list = []
+    with tqdm(total=len(names), unit="id", desc="pki device", file=sys.stderr, dynamic_ncols=True) as bar:
+        def done(outcome):
+            results.append(outcome)
+            bar.update()
+        try:
+            batch.issue_devices(args.fleet, names, args.key_type, args.force, done=done,
+                                progress=lambda msg: tqdm.write(msg, file=sys.stderr))
+        except KeyboardInterrupt:
+            made = sum(o.status != "skipped" for o in results)
+            raise CommandError(f"interrupted after {made} new identities: run the same command again to make "
+                               "the rest (those that exist are skipped)", 130) from None
+    _report(results, args.json)
+    return 0
+
+
+def _report(results, as_json: bool) -> None:
+    """JSON of every name on stdout (--json), and one summary line: stdout, or stderr with --json."""
+    count = {s: sum(o.status == s for o in results) for s in ("created", "replaced", "skipped")}
+    line = f"wrote {count['created'] + count['replaced']} device identities under {results[0].path.parent}"
+    if count["replaced"]:
+        line += f" ({count['replaced']} re-issued: the certificates they replace are revoked)"
+    if count["skipped"]:
+        line += f"; skipped {count['skipped']} that exist (--force re-issues them)"
+    if as_json:
+        print(json.dumps([{"name": o.name, "status": o.status, "path": str(o.path)} for o in results], indent=2))
+        say(line)
+    else:
+        print(line)
 
 
 def _list(ids, as_json: bool, warn_days: int) -> int:

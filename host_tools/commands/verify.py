@@ -20,7 +20,8 @@ def argparse_verify(sub):
     p.add_argument("--target", choices=("local", "aws"), default="local",
                    help="local Mosquitto (default) or AWS IoT Core")
     p.add_argument("--host", help="broker host (default: localhost; with --target aws the account's ATS endpoint)")
-    p.add_argument("--port", type=int, help="broker port (default: 8883; 443 with --alpn)")
+    p.add_argument("--port", type=int, help="broker port (default: the port the fleet's broker was last started on, "
+                                            "else 8883; with --target aws 8883, or 443 with --alpn)")
     p.add_argument("--alpn", action="store_true", help="AWS: connect on 443 with ALPN x-amzn-mqtt-ca")
     add_aws_flags(p, root_ca=True)
     p.add_argument("--device", help="wait for readings from this device")
