@@ -15,6 +15,18 @@ from typing import Dict, Iterable, Tuple
 from .errors import CommandError
 
 
+# What runs on the board, named and few (tests/test_transport.py runs each on a virtual board). mpremote's
+# own fs_* calls take one exchange per file; these take one per batch, which a fleet's flash needs.
+MKDIRS = "import os\nfor p in %r:\n try: os.mkdir(p)\n except OSError: pass"  # each parent; existing is fine
+REMOVE = "import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass"  # missing is fine
+FILE_INFO = ("import os, hashlib, binascii\nr = {}\nfor p in %r:\n"  # {path: (size, sha256 hex)}, missing left out
+             " try:\n  h = hashlib.sha256(); n = 0\n  with open(p, 'rb') as f:\n"
+             "   while True:\n    b = f.read(512)\n    if not b: break\n    h.update(b); n += len(b)\n"
+             "  r[p] = (n, binascii.hexlify(h.digest()).decode())\n except OSError: pass\nprint(repr(r))")
+STATVFS = "__import__('os').statvfs('/')[:4]"
+RESET = "import time, machine; time.sleep_ms(100); machine.reset()"  # the 100 ms lets the raw REPL answer first
+
+
 def resolve_port(port: str) -> str:
     if port == "vboard" or port.startswith("vboard:"):
         from .vboard import VBoard
@@ -82,11 +94,10 @@ class Device:
         return ast.literal_eval(self.exec(f"print(repr({expr}))").strip())
 
     def mkdirs(self, path: str) -> None:
-        self.exec("import os\nfor p in %r:\n try: os.mkdir(p)\n except OSError: pass" %
-                  (_parents(path),))
+        self.exec(MKDIRS % (_parents(path),))
 
     def free_bytes(self) -> int:
-        bs, _frs, _blocks, free = self.eval("__import__('os').statvfs('/')[:4]")
+        bs, _frs, _blocks, free = self.eval(STATVFS)
         return bs * free
 
     def write_file(self, path: str, data: bytes) -> None:
@@ -104,21 +115,16 @@ class Device:
             raise CommandError(f"lost the board on {self.port} while writing {path}: {e}") from None
 
     def remove(self, paths: Iterable[str]) -> None:
-        self.exec("import os\nfor p in %r:\n try: os.remove(p)\n except OSError: pass" % (list(paths),))
+        self.exec(REMOVE % (list(paths),))
 
     def file_info(self, paths: Iterable[str]) -> Dict[str, Tuple[int, str]]:
         """{path: (size, sha256 hex)} as the board reads them back; missing files are left out."""
-        code = ("import os, hashlib, binascii\nr = {}\nfor p in %r:\n"
-                " try:\n  h = hashlib.sha256(); n = 0\n  with open(p, 'rb') as f:\n"
-                "   while True:\n    b = f.read(512)\n    if not b: break\n    h.update(b); n += len(b)\n"
-                "  r[p] = (n, binascii.hexlify(h.digest()).decode())\n except OSError: pass\nprint(repr(r))"
-                % (list(paths),))
-        return ast.literal_eval(self.exec(code, timeout=30).strip())
+        return ast.literal_eval(self.exec(FILE_INFO % (list(paths),), timeout=30).strip())
 
     def reset(self) -> None:
         """Hard reset, as `mpremote reset` does: boot.py and main.py run afterwards."""
         try:
-            self.t.exec_raw_no_follow("import time, machine; time.sleep_ms(100); machine.reset()")
+            self.t.exec_raw_no_follow(RESET)
             self.t.in_raw_repl = False  # the board restarts in its friendly REPL: nothing to exit
             # Return once the rebooted board speaks (its first byte), so the next tool to open the port
             # does not talk to the interpreter that is going away and lose its bytes with it.
