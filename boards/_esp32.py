@@ -1,5 +1,5 @@
-# Shared by the ESP32 board files: Wi-Fi with a timeout, NTP, status LED, and the sensors.
-# The firmware receives a Board; only board files import machine, network and sensor drivers.
+# Shared by the ESP32 board files: Wi-Fi with a timeout, NTP, status LED, reset cause, watchdog; the sensors
+# are boards/_sensor_*.py. The interface it implements: _board.py.
 import time
 
 import machine
@@ -7,6 +7,7 @@ import network
 from machine import Pin
 
 import log
+from _board import sensor
 
 if False:  # type checker only
     from typing import Any
@@ -32,21 +33,7 @@ class Esp32Board:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        kind = cfg["sensor"]
-        if kind == "default":
-            kind = self.SENSORS[0]
-        if kind not in self.SENSORS:
-            raise ValueError("config key 'sensor' is '%s': this board has %s" % (kind, ", ".join(self.SENSORS)))
-        self.kind = kind
-        self.dev = None  # type: Any
-        pin = cfg["sensor_pin"]
-        if kind == "dht22":
-            import dht
-            self.dev = dht.DHT22(Pin(pin))
-        elif kind == "ds18b20":
-            import ds18x20
-            import onewire
-            self.dev = ds18x20.DS18X20(onewire.OneWire(Pin(pin)))
+        self.read_sensor = sensor(cfg, self.SENSORS).read
         led = cfg["led_pin"] if cfg["led_pin"] >= 0 else self.LED
         self.led_pin = Pin(led, Pin.OUT) if led >= 0 else None
         self.wlan = network.WLAN(network.STA_IF)
@@ -111,23 +98,6 @@ class Esp32Board:
             return True
         except Exception:
             return False  # ts stays null (uptime_s is sent) until a later sync works
-
-    def mcu_temp(self):
-        import esp32
-        return (esp32.raw_temperature() - 32) / 1.8  # ESP32: Fahrenheit, uncalibrated
-
-    def read_sensor(self):
-        if self.kind == "dht22":
-            self.dev.measure()
-            return {"temp_c": round(self.dev.temperature(), 1), "humidity_pct": round(self.dev.humidity(), 1)}
-        if self.kind == "ds18b20":
-            roms = self.dev.scan()
-            if not roms:
-                raise OSError("no DS18B20 on pin %d" % self.cfg["sensor_pin"])
-            self.dev.convert_temp()
-            time.sleep_ms(750)
-            return {"temp_c": self.dev.read_temp(roms[0])}
-        return {"temp_c": round(self.mcu_temp(), 1)}
 
     def led(self, on):
         if self.led_pin:

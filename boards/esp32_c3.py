@@ -7,7 +7,3 @@ NAME = "esp32_c3"
 class Board(Esp32Board):
     LED = 8
     SENSORS = ("internal", "dht22", "ds18b20")
-
-    def mcu_temp(self):
-        import esp32
-        return esp32.mcu_temperature()  # type: ignore[attr-defined]  # S2/S3/C3/C6 builds only; stubs are ESP32_GENERIC

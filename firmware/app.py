@@ -4,9 +4,10 @@ import gc
 import json
 import sys
 import time
+from collections import OrderedDict
 
-import creds
 import log
+from contract import ERROR_FIELD, READING_FIELDS, STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR, TELEMETRY_LEAF
 from outbox import SLOT, Outbox
 
 _SEP = (",", ":")  # compact JSON
@@ -19,7 +20,7 @@ def _retry(what, fn, cap):
     while True:
         try:
             return fn()
-        except (creds.CredsError, OSError, ValueError) as e:  # config.ConfigError is a ValueError
+        except (OSError, ValueError) as e:  # config.ConfigError and creds.CredsError are ValueErrors
             log.error("%s: %s; retrying in %d s" % (what, e, delay))
         time.sleep(delay)
         delay = min(delay * 2, cap)
@@ -37,11 +38,17 @@ class Publisher:
         self.cfg = cfg
         self.board = board
         dev = cfg["device_id"]
-        pre = cfg["topic_prefix"] + "/" + dev
-        self.topic = pre + "/telemetry"
-        self.sess = Session(cfg, ctx, pre + "/status", board.network_up, self.tick, board.reset_cause(), self.clock)
+        pre = cfg["topic_prefix"] + "/" + dev + "/"
+        self.topic = pre + TELEMETRY_LEAF
+        self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, board.reset_cause(), self.clock)
         self.box = Outbox(cfg["outbox_slots"], dev)
-        self.reading = {"device_id": dev, "seq": 0, "ts": None, "uptime_s": 0, "status": "ok"}
+        # the fixed fields first and in order (a dict's order is its hash table's): the outbox stores a reading
+        # that starts with its device_id and seq without them
+        r = OrderedDict()  # type: dict
+        for k in READING_FIELDS:
+            r[k] = None
+        r[READING_FIELDS[0]] = dev
+        self.reading = r
         self.t0 = time.ticks_ms()
         self.synced = False
         self.sent = 0
@@ -61,19 +68,20 @@ class Publisher:
     def read(self):
         r = self.reading
         for k in list(r):
-            if k not in ("device_id", "seq", "ts", "uptime_s", "status"):
+            if k not in READING_FIELDS:
                 del r[k]
-        r["seq"] = self.box.next_seq()
+        _, seq, ts, up, st = READING_FIELDS  # locals: no names kept in RAM
+        r[seq] = self.box.next_seq()
         if not self.synced:
             self.synced = self.board.sync_time()
-        r["ts"] = _ts(self.synced)
-        r["uptime_s"] = time.ticks_diff(time.ticks_ms(), self.t0) // 1000
+        r[ts] = _ts(self.synced)
+        r[up] = time.ticks_diff(time.ticks_ms(), self.t0) // 1000
         try:
             r.update(self.board.read_sensor())
-            r["status"] = "ok"
+            r[st] = STATUS_OK
         except Exception as e:  # a failing sensor never stops publishing
-            r["status"] = "sensor_error"
-            r["error"] = ("%s %s" % (type(e).__name__, e))[:80]
+            r[st] = STATUS_SENSOR_ERROR
+            r[ERROR_FIELD] = ("%s %s" % (type(e).__name__, e))[:80]
         b = json.dumps(r, separators=_SEP).encode()
         if len(b) >= SLOT:
             raise ValueError("reading too large for an outbox slot")
@@ -189,6 +197,8 @@ def run(board_module):
     log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"],
                                                      board_module.NAME))
     board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
+    import creds
     ctx = _retry("credentials", creds.context, cfg["backoff_cap_s"])
+    del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
     gc.collect()
     Publisher(cfg, board, ctx).run()

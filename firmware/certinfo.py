@@ -1,6 +1,6 @@
 # Two facts about the DER credentials that TLS would only reveal as an opaque failure: the certificate's
-# validity dates, and the public key a private key carries (to check the pair). Loaded by creds.py for these
-# checks, then dropped from memory.
+# validity dates, and the public key a private key carries (to check the pair). Loaded for these checks (by
+# creds.py at boot, by reasons.py when the broker refuses us), then dropped from memory.
 
 
 def _tlv(b, i):

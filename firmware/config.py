@@ -1,16 +1,16 @@
 # Defaults in one place; /config.json on the board overrides what differs.
 import json
 
-PATH = "/config.json"
+from contract import CONFIG_PATH as PATH, DEFAULT_PORT, ROOT
 
 # key: (default, type); a default of None with no fallback below means the key is required
 DEFAULTS = {
     "device_id": (None, str),
     "broker_host": (None, str),
-    "broker_port": (8883, int),
+    "broker_port": (DEFAULT_PORT, int),
     "client_id": (None, str),        # defaults to device_id (AWS: the thing name)
     "interval_s": (30, int),
-    "topic_prefix": ("devices", str),
+    "topic_prefix": (ROOT, str),
     "wifi_ssid": ("", str),
     "wifi_password": ("", str),
     "wifi_timeout_s": (20, int),

@@ -3,12 +3,13 @@ import gc
 import ssl
 import sys
 
-DIR = "/certs"
+from contract import CA_FILE, CERT_DIR, CERT_FILE, KEY_FILE
+
+DIR = CERT_DIR  # a test points it elsewhere
 FIX = "run 'sensorpub flash --device <name>' on the host"
-VALID = None  # (not_before, not_after) of /certs/client.der as UTC (Y, M, D, h, m, s), once loaded
 
 
-class CredsError(Exception):
+class CredsError(ValueError):  # a ValueError, so the caller can drop this module once the context is built
     pass
 
 
@@ -43,17 +44,15 @@ def _read(name):
 
 
 def context():
-    global VALID
-    cert, key, ca = _read("client.der"), _read("client.key.der"), _read("ca.der")
-    import certinfo  # loaded for two checks only, then dropped: its RAM goes to the TLS context
+    cert, key, ca = _read(CERT_FILE), _read(KEY_FILE), _read(CA_FILE)
+    import certinfo  # loaded for one check, then dropped: its RAM goes to the TLS context
     try:
         pub = certinfo.public_key(key)
-        VALID = certinfo.validity(cert)
     finally:
         del sys.modules["certinfo"], certinfo
     if pub is not None and pub not in cert:  # TLS would fail later with a reason that names neither file
-        raise CredsError(DIR + "/client.key.der does not belong to " + DIR + "/client.der (their public keys "
-                         "differ): " + FIX)
+        raise CredsError("%s/%s does not belong to %s/%s (their public keys differ): %s"
+                         % (DIR, KEY_FILE, DIR, CERT_FILE, FIX))
     del pub
     gc.collect()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -61,10 +60,10 @@ def context():
     try:
         ctx.load_verify_locations(cadata=ca)
     except (ValueError, OSError) as e:
-        raise CredsError(DIR + "/ca.der cannot be parsed (" + str(e) + "): " + FIX)
+        raise CredsError("%s/%s cannot be parsed (%s): %s" % (DIR, CA_FILE, e, FIX))
     try:
         ctx.load_cert_chain(cert, key)
     except (ValueError, OSError) as e:
-        raise CredsError(DIR + "/client.der or client.key.der cannot be used (" + str(e) + "): " + FIX)
+        raise CredsError("%s/%s or %s cannot be used (%s): %s" % (DIR, CERT_FILE, KEY_FILE, e, FIX))
     del cert, key, ca
     return ctx

@@ -31,11 +31,10 @@ class Outbox:
         self.n = slots
         self.owner = owner
         self.d = d
-        self.pre = ('{"device_id":"%s",' % owner).encode()
+        self.pre = ('{"device_id":"%s",' % owner).encode()  # contract.READING_FIELDS starts device_id, seq
         self.off = len(self.pre) - 1  # a stripped reading is read in here, behind a 0 marker byte
         self.buf = bytearray(SLOT + self.off + 16)  # room for the longest header (b"\1N\n")
         self.mv = memoryview(self.buf)
-        self.dropped = 0
         try:
             os.mkdir(d)
         except OSError:
@@ -125,7 +124,6 @@ class Outbox:
         except OSError:
             pass
         self.head += 1
-        self.dropped += 1
 
     def __len__(self):
         return self.tail - self.head

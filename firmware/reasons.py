@@ -1,15 +1,20 @@
 # One console line for each way a link fails: the reason and, where there is one, the fix. Kept apart from
 # session.py so each module compiles in a small heap (a board given .py sources compiles them itself).
 import errno
+import sys
 import time
 
 from umqtt.simple import MQTTException
 
+from contract import CA_FILE, CERT_DIR, CERT_FILE
+
 _TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, errno.EINPROGRESS)  # what a socket timeout raises
 # mbedTLS codes MicroPython raises as OSError(-code); see mbedtls/x509.h and ssl.h
 _HINTS = {
-    -0x2700: "broker certificate not trusted: /certs/ca.der is not the broker's CA, or the broker host is not in its certificate",
-    -0x7780: "broker rejected the TLS handshake: is /certs/client.der issued by the broker's CA, and not revoked?",
+    -0x2700: "broker certificate not trusted: %s/%s is not the broker's CA, or the broker host is not in its "
+             "certificate" % (CERT_DIR, CA_FILE),
+    -0x7780: "broker rejected the TLS handshake: is %s/%s issued by the broker's CA, and not revoked?"
+             % (CERT_DIR, CERT_FILE),
     -0x7880: "broker closed the TLS session",
     -202: "broker host name not resolved (DNS): check broker_host and the Wi-Fi's DNS",  # ESP32 getaddrinfo
     -0x7F00: "TLS could not allocate its buffers",  # MBEDTLS_ERR_SSL_ALLOC_FAILED: the IDF heap, not the GC heap
@@ -66,18 +71,32 @@ def _date(t):
     return "%04d-%02d-%02d" % t[:3]
 
 
+def _validity():
+    # our certificate's (not_before, not_after) as UTC tuples, read from flash again: nothing of the
+    # credentials stays in RAM after boot (creds.py and certinfo.py are dropped then)
+    try:
+        with open("%s/%s" % (CERT_DIR, CERT_FILE), "rb") as f:
+            der = f.read()
+        import certinfo
+        try:
+            return certinfo.validity(der)
+        finally:
+            del sys.modules["certinfo"]
+    except (OSError, ImportError, MemoryError):  # no file, an incomplete flash, no RAM: the general reason
+        return None
+
+
 def refused_after_handshake():
     # the broker ended the connection during the TLS handshake or before CONNACK: it refused our certificate.
     # Which reason it had is in its log, not here; our own certificate's dates against the clock tell two.
-    import creds
-    v = creds.VALID
+    v = _validity()
     if v and not _clock_unset():
         now = time.gmtime()[:6]
         if now > v[1]:
-            return ("our certificate /certs/client.der expired on %s: renew it with 'sensorpub pki renew <name>' "
-                    "and 'sensorpub flash --certs-only'" % _date(v[1]))
+            return ("our certificate %s/%s expired on %s: renew it with 'sensorpub pki renew <name>' "
+                    "and 'sensorpub flash --certs-only'" % (CERT_DIR, CERT_FILE, _date(v[1])))
         if now < v[0]:
-            return ("our certificate /certs/client.der is not valid before %s: the board's clock or the "
-                    "certificate's dates are wrong" % _date(v[0]))
+            return ("our certificate %s/%s is not valid before %s: the board's clock or the "
+                    "certificate's dates are wrong" % (CERT_DIR, CERT_FILE, _date(v[0])))
     return ("the broker ended the connection at the TLS handshake: it refused our certificate "
             "(revoked? issued by another CA?), or it is shutting down; its log says which")

@@ -13,6 +13,7 @@ from micropython import const
 from umqtt import simple as _mq
 from umqtt.simple import MQTTClient, MQTTException
 
+import contract
 import log
 
 if False:  # for the type checker only; costs nothing on the board
@@ -186,9 +187,9 @@ class Session:
     # the TLS handshake) are capped at one interval: a reading is at most that late.
     # Status payloads (retained): ONLINE % reset cause after each CONNECT, OFFLINE_LOST as the Last Will,
     # OFFLINE_STOPPED on a planned stop.
-    ONLINE = '{"state":"online","reset":"%s"}'
-    OFFLINE_LOST = b'{"state":"offline","reason":"lost"}'
-    OFFLINE_STOPPED = b'{"state":"offline","reason":"stopped"}'
+    ONLINE = contract.STATUS_ONLINE
+    OFFLINE_LOST = contract.STATUS_LOST
+    OFFLINE_STOPPED = contract.STATUS_STOPPED
 
     def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, reset_cause="unknown", clock=None):
         self.cfg = cfg
@@ -208,7 +209,6 @@ class Session:
         self.last_connect = time.ticks_add(time.ticks_ms(), -10000)
         self.last_tx = 0  # type: Any
         self.ping_at = None
-        self.connects = 0
         self.bugs = 0
         self.seen = []  # bug signatures whose traceback was printed
         self.ka_ms = cfg["keepalive_s"] * 1000
@@ -295,7 +295,6 @@ class Session:
             return False
         link = self.tls.link
         link.t = self.ack_ms
-        self.connects += 1
         self.fresh = True
         self.ping_at = None
         try:

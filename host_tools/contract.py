@@ -1,4 +1,7 @@
-"""The device-host contract, host side: topic layout said once (the board says it in firmware/app.py)."""
+"""The device-host contract, host side: topics, port, the reading, the status document and the files on
+the board, said once for the host tools. The board says the same in firmware/contract.py;
+tests/test_contract.py checks that the two agree, fact by fact.
+"""
 
 ROOT = "devices"              # topic_prefix default on the board
 TELEMETRY_LEAF = "telemetry"  # QoS 1 readings
@@ -8,6 +11,32 @@ DEVICE_LEAVES = (TELEMETRY_LEAF, STATUS_LEAF)  # every topic a device writes, no
 TELEMETRY = f"{ROOT}/+/{TELEMETRY_LEAF}"
 STATUS = f"{ROOT}/+/{STATUS_LEAF}"
 
+DEFAULT_PORT = 8883           # broker_port default on the board, and the broker's listener: MQTT over TLS
+
+# The reading (JSON on TELEMETRY): these fields first, in this order, then the sensor's values (numbers or
+# null); ERROR_FIELD (a string) only with STATUS_SENSOR_ERROR.
+READING_FIELDS = ("device_id", "seq", "ts", "uptime_s", "status")
+ID_FIELD, SEQ_FIELD, TS_FIELD, UPTIME_FIELD, STATUS_FIELD = READING_FIELDS
+ERROR_FIELD = "error"
+STATUS_OK = "ok"
+STATUS_SENSOR_ERROR = "sensor_error"
+STATUSES = (STATUS_OK, STATUS_SENSOR_ERROR)
+
+# The status document (retained JSON on STATUS): {STATE_KEY: ONLINE, RESET_KEY: <reset cause>} after each
+# CONNECT; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as the Last Will, REASON_KEY: STOPPED on a planned stop.
+STATE_KEY, RESET_KEY, REASON_KEY = "state", "reset", "reason"
+ONLINE, OFFLINE = "online", "offline"
+LOST, STOPPED = "lost", "stopped"
+
+# Files on the board that 'sensorpub flash' writes.
+CONFIG_PATH = "/config.json"
+CERT_DIR = "/certs"
+CERT_FILE = "client.der"      # the device certificate (DER); the same names in certs/<fleet>/devices/<name>/
+KEY_FILE = "client.key.der"   # its private key (DER)
+CA_FILE = "ca.der"            # the CA the broker's certificate must chain to (DER)
+CRED_FILES = (CERT_FILE, KEY_FILE, CA_FILE)
+
 
 def device_topic(device: str, leaf: str) -> str:
     return f"{ROOT}/{device}/{leaf}"
+

@@ -12,23 +12,43 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .contract import CA_FILE, CERT_DIR, CONFIG_PATH, CRED_FILES
 from .errors import CommandError
 from .paths import project_root
 from .pki import Fleet
-
-CRED_FILES = ("client.der", "client.key.der", "ca.der")
 
 
 def boards() -> List[str]:
     return sorted(p.stem for p in (project_root() / "boards").glob("*.py") if not p.stem.startswith("_"))
 
 
+def firmware_module(name: str, root: Optional[Path] = None):
+    """firmware/<name>.py loaded on the host (as sensorpub_fw_<name>, never shadowing a host module); its
+    `from contract import ...` gets firmware/contract.py."""
+    fw = (root or project_root()) / "firmware"
+
+    def load(stem: str):
+        spec = importlib.util.spec_from_file_location(f"sensorpub_fw_{stem}", fw / f"{stem}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    if name == "contract":
+        return load(name)
+    saved = sys.modules.get("contract")
+    sys.modules["contract"] = load("contract")
+    try:
+        return load(name)
+    finally:
+        if saved is None:
+            del sys.modules["contract"]
+        else:
+            sys.modules["contract"] = saved
+
+
 def firmware_config_module():
     """firmware/config.py, loaded on the host: the same rules validate config.json before it ships."""
-    spec = importlib.util.spec_from_file_location("sensorpub_fw_config", project_root() / "firmware" / "config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return firmware_module("config")
 
 
 def build_config(device: str, broker_host: str, broker_port: int, interval_s: int,
@@ -40,7 +60,7 @@ def build_config(device: str, broker_host: str, broker_port: int, interval_s: in
                            "only as itself (leave client_id out)")
     mod = firmware_config_module()
     try:
-        mod.validate(cfg, "config.json")
+        mod.validate(cfg, CONFIG_PATH.lstrip("/"))
     except mod.ConfigError as e:
         raise CommandError(str(e)) from None
     return cfg
@@ -70,12 +90,16 @@ def parse_sets(items: List[str]) -> dict:
 
 
 def board_modules(board: str) -> List[Path]:
-    """boards/<board>.py and every module of boards/ it imports, directly or not (e.g. _esp32.py)."""
+    """boards/<board>.py, every module of boards/ it imports, directly or not (e.g. _esp32.py), and the
+    sensor modules (_sensor_<name>.py) of every name in a SENSORS tuple of those, with what they import.
+
+    All of a board's sensors, not only the configured one: a sensor is imported only when chosen, so the
+    others cost a little flash and no RAM, and changing 'sensor' in /config.json needs no re-flash."""
     root = project_root() / "boards"
     out: List[Path] = []
     todo = [root / f"{board}.py"]
     while todo:
-        src = todo.pop()
+        src = todo.pop(0)
         if src in out:
             continue
         out.append(src)
@@ -83,7 +107,27 @@ def board_modules(board: str) -> List[Path]:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             todo += [root / f"{n}.py" for n in names if (root / f"{n}.py").exists()]
+            for sensor in _sensors(node, src):
+                mod = root / f"_sensor_{sensor}.py"
+                if not mod.exists():
+                    raise CommandError(f"{src.relative_to(root.parent)} lists sensor {sensor!r} in SENSORS but "
+                                       f"boards/{mod.name} is missing: add the driver or remove the name")
+                todo.append(mod)
     return out
+
+
+def _sensors(node: ast.AST, src: Path) -> List[str]:
+    """The names of a `SENSORS = ("a", "b")` assignment (a literal tuple of strings), else []."""
+    if not (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SENSORS" for t in node.targets)):
+        return []
+    try:
+        names = ast.literal_eval(node.value)
+    except ValueError:
+        names = None
+    if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+        raise CommandError(f"{src.name} line {node.lineno}: SENSORS must be a tuple of sensor names written out, "
+                           "e.g. (\"dht22\", \"internal\"), so 'sensorpub flash' can tell which modules to copy")
+    return list(names)
 
 
 def mpy_compile(src: Path, out_dir: Path) -> Path:
@@ -125,7 +169,7 @@ def plan(fleet: str, device: str, board: str, config: dict, mpy: bool, tmp: Path
         else:
             files[f"/{name}.py"] = bsrc.read_bytes()
     files.update(creds)
-    files["/config.json"] = json.dumps(config, indent=1).encode()
+    files[CONFIG_PATH] = json.dumps(config, indent=1).encode()
     return files
 
 
@@ -137,9 +181,9 @@ def cred_files(fleet: str, device: str, ca_der: Optional[bytes] = None) -> Dict[
         if not (ddir / name).exists():
             raise CommandError(f"no identity for device {device!r} in fleet {fleet!r} ({ddir / name} missing): "
                                f"run 'sensorpub pki device {device} --fleet {fleet}'")
-        files["/certs/" + name] = (ddir / name).read_bytes()
+        files[f"{CERT_DIR}/{name}"] = (ddir / name).read_bytes()
     if ca_der is not None:
-        files["/certs/ca.der"] = ca_der
+        files[f"{CERT_DIR}/{CA_FILE}"] = ca_der
     return files
 
 
@@ -204,10 +248,10 @@ def flash_certs(port: str, fleet: str, device: str, progress: Callable[[str], No
     progress(f"connecting to {port}")
     dev = Device(port)
     try:
-        out = dev.exec("import json\ntry:\n print(json.load(open('/config.json'))['device_id'])\n"
+        out = dev.exec(f"import json\ntry:\n print(json.load(open({CONFIG_PATH!r}))['device_id'])\n"
                        "except Exception as e:\n print('?', e)").strip()
         if out != device:
-            raise CommandError(f"the board on {port} is not flashed as {device!r} (its /config.json says {out!r}): "
+            raise CommandError(f"the board on {port} is not flashed as {device!r} (its {CONFIG_PATH} says {out!r}): "
                                "flash it in full with 'sensorpub flash' instead of --certs-only")
         _write_verified(dev, files, reset, progress)
     finally:

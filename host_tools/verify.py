@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .contract import ROOT, STATUS, TELEMETRY, TELEMETRY_LEAF
+from .contract import (ERROR_FIELD, ID_FIELD, READING_FIELDS, ROOT, SEQ_FIELD, STATE_KEY, STATUS, STATUS_FIELD,
+                       STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR, STATUSES, TELEMETRY, TELEMETRY_LEAF, TS_FIELD,
+                       UPTIME_FIELD)
 from .errors import CommandError
 
 # exit statuses of `sensorpub verify` (1: other errors, 2: usage)
 EXIT_CONNECT, EXIT_TIMEOUT, EXIT_GAPS, EXIT_MALFORMED = 3, 4, 5, 6
-RESERVED = {"device_id", "seq", "ts", "uptime_s", "status", "error"}
-STATUSES = ("ok", "sensor_error")
+RESERVED = {*READING_FIELDS, ERROR_FIELD}  # every other field is a sensor value
 
 
 def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]:
@@ -36,28 +37,28 @@ def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]
     def num(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    if msg.get("device_id") != parts[1]:
-        return None, f"device_id {msg.get('device_id')!r} does not match topic device {parts[1]!r}"
-    seq = msg.get("seq")
+    if msg.get(ID_FIELD) != parts[1]:
+        return None, f"{ID_FIELD} {msg.get(ID_FIELD)!r} does not match topic device {parts[1]!r}"
+    seq = msg.get(SEQ_FIELD)
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        return None, "seq missing or not a non-negative integer"
-    if "ts" not in msg:
-        return None, "ts missing"
-    if msg["ts"] is None:
-        if not num(msg.get("uptime_s")):
-            return None, "ts is null and uptime_s is missing"
-    elif not num(msg["ts"]):
-        return None, "ts is neither epoch seconds nor null"
-    status = msg.get("status")
+        return None, f"{SEQ_FIELD} missing or not a non-negative integer"
+    if TS_FIELD not in msg:
+        return None, f"{TS_FIELD} missing"
+    if msg[TS_FIELD] is None:
+        if not num(msg.get(UPTIME_FIELD)):
+            return None, f"{TS_FIELD} is null and {UPTIME_FIELD} is missing"
+    elif not num(msg[TS_FIELD]):
+        return None, f"{TS_FIELD} is neither epoch seconds nor null"
+    status = msg.get(STATUS_FIELD)
     if status not in STATUSES:
-        return None, f"status {status!r} is not one of {', '.join(STATUSES)}"
+        return None, f"{STATUS_FIELD} {status!r} is not one of {', '.join(STATUSES)}"
     values = {k: v for k, v in msg.items() if k not in RESERVED}
     if any(not (num(v) or v is None) for v in values.values()):
         return None, "a sensor value is not a number"
-    if status == "ok" and not any(num(v) for v in values.values()):
-        return None, "status ok but no sensor value"
-    if status == "sensor_error" and not isinstance(msg.get("error"), str):
-        return None, "status sensor_error without an error string"
+    if status == STATUS_OK and not any(num(v) for v in values.values()):
+        return None, f"{STATUS_FIELD} {STATUS_OK} but no sensor value"
+    if status == STATUS_SENSOR_ERROR and not isinstance(msg.get(ERROR_FIELD), str):
+        return None, f"{STATUS_FIELD} {STATUS_SENSOR_ERROR} without an {ERROR_FIELD} string"
     return msg, None
 
 
@@ -107,7 +108,7 @@ class Tracker:
         received = time.time() if received is None else received
         parts = topic.split("/")
         dev = self._dev(parts[1] if len(parts) > 1 else topic)
-        if len(parts) == 3 and parts[2] == "status":
+        if len(parts) == 3 and parts[2] == STATUS_LEAF:
             state, note = parse_status(payload)
             dev.status = state
             return "status", None, note
@@ -116,7 +117,7 @@ class Tracker:
             dev.malformed += 1
             dev.last_error = why
             return "malformed", None, why
-        seq = msg["seq"]
+        seq = msg[SEQ_FIELD]
         if seq in dev.seen:
             dev.duplicates += 1
             return "duplicate", msg, f"seq {seq} seen before"
@@ -133,10 +134,10 @@ class Tracker:
             dev.max_seq = seq
         dev.seen.add(seq)
         dev.valid += 1
-        if msg["status"] == "sensor_error":
+        if msg[STATUS_FIELD] == STATUS_SENSOR_ERROR:
             dev.sensor_errors += 1
-        if msg.get("ts") is not None:
-            dev.latencies.append(max(0.0, received - msg["ts"]))
+        if msg.get(TS_FIELD) is not None:
+            dev.latencies.append(max(0.0, received - msg[TS_FIELD]))
         return "valid", msg, note
 
     def table(self) -> str:
@@ -164,8 +165,8 @@ def parse_status(payload: bytes) -> Tuple[str, str]:
         return text, text
     if not isinstance(obj, dict):
         return str(obj), str(obj)
-    state = str(obj.get("state", text))
-    extra = ", ".join(f"{k}: {v}" for k, v in obj.items() if k != "state")
+    state = str(obj.get(STATE_KEY, text))
+    extra = ", ".join(f"{k}: {v}" for k, v in obj.items() if k != STATE_KEY)
     return state, f"{state} ({extra})" if extra else state
 
 
@@ -185,8 +186,9 @@ def _describe(kind: str, topic: str, msg: Optional[dict], note: str) -> str:
     if kind == "malformed":
         return f"{dev} MALFORMED: {note}"
     vals = " ".join(f"{k}={v}" for k, v in msg.items() if k not in RESERVED)
-    err = f" error={msg['error']!r}" if msg.get("error") else ""
-    return f"{dev} seq={msg['seq']} {msg['status']} {vals}{err}" + (f" [{kind}: {note}]" if note or kind != "valid" else "")
+    err = f" {ERROR_FIELD}={msg[ERROR_FIELD]!r}" if msg.get(ERROR_FIELD) else ""
+    return f"{dev} {SEQ_FIELD}={msg[SEQ_FIELD]} {msg[STATUS_FIELD]} {vals}{err}" + \
+        (f" [{kind}: {note}]" if note or kind != "valid" else "")
 
 
 @dataclass

@@ -5,6 +5,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
+from host_tools.verify import Tracker
+
 
 def client_for(fleet, who, port, client_id=None, host="localhost", ca_file=None):
     """Connected paho client using identity `who` ('verifier', 'verifier:NAME' or a device name). Raises on
@@ -181,3 +183,36 @@ class Relay:
     def close(self):
         self.unblock()
         self.srv.close()
+
+
+def persistent_verifier(fleet, port, seen, client_id="chaos-verifier"):
+    """A verifier with a persistent session (clean_session False, QoS 1) that reconnects on its own."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                    protocol=mqtt.MQTTv311)
+    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
+    ctx.load_cert_chain(str(fleet.verifier_dir / "verifier.pem"), str(fleet.verifier_dir / "verifier.key.pem"))
+    c.tls_set_context(ctx)
+    c.reconnect_delay_set(0.1, 0.5)
+    subscribed = threading.Event()
+    c.on_connect = lambda cl, *a: cl.subscribe("devices/+/telemetry", qos=1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda _c, _u, m: seen.append((m.topic, m.payload))
+    c.connect("localhost", port, keepalive=5)
+    c.loop_start()
+    assert subscribed.wait(10)
+    return c
+
+
+def collect(seen):
+    """verify's summary of dev1's readings in `seen` ((topic, payload) pairs)."""
+    t = Tracker()
+    for topic, payload in seen:
+        t.feed(topic, payload)
+    return t.devices["dev1"].summary()
+
+
+def wait_for_seq(seen, last, timeout=15):
+    """Until the reading with seq `last` is in `seen` (no fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(b'"seq":%d,' % last in p for _, p in seen):
+        time.sleep(0.1)

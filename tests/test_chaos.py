@@ -4,31 +4,10 @@ import json
 import os
 import random
 import re
-import ssl
-import threading
 import time
 
-import paho.mqtt.client as mqtt
-
+from helpers import collect, persistent_verifier, wait_for_seq
 from host_tools.verify import Tracker
-
-
-def persistent_verifier(fleet, port, seen):
-    """A verifier with a persistent session (clean_session False, QoS 1) that reconnects on its own."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="chaos-verifier", clean_session=False,
-                    protocol=mqtt.MQTTv311)
-    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
-    ctx.load_cert_chain(str(fleet.verifier_dir / "verifier.pem"), str(fleet.verifier_dir / "verifier.key.pem"))
-    c.tls_set_context(ctx)
-    c.reconnect_delay_set(0.1, 0.5)
-    subscribed = threading.Event()
-    c.on_connect = lambda cl, *a: cl.subscribe("devices/+/telemetry", qos=1)
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.on_message = lambda _c, _u, m: seen.append((m.topic, m.payload))
-    c.connect("localhost", port, keepalive=5)
-    c.loop_start()
-    assert subscribed.wait(10)
-    return c
 
 
 # `make test` runs a shortened chaos suite; `make chaos` the full one (CHAOS_FULL=1): 10 kills, 20 power cuts
@@ -36,19 +15,6 @@ FULL = os.environ.get("CHAOS_FULL") == "1"
 KILLS = 10 if FULL else 6
 CUTS = 20 if FULL else 8
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
-
-
-def collect(seen):
-    t = Tracker()
-    for topic, payload in seen:
-        t.feed(topic, payload)
-    return t.devices["dev1"].summary()
-
-
-def wait_for_seq(seen, last, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not any(b'"seq":%d,' % last in p for _, p in seen):
-        time.sleep(0.1)
 
 
 def test_broker_killed_mid_stream_loses_no_reading(flashed, fleet, broker):

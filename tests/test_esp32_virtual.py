@@ -170,8 +170,10 @@ def test_every_board_imports_after_flashing(home, fleet, broker):
         try:
             r = flash("e0", broker, "--no-reset")
             assert r.returncode == 0, r.stderr
-            r = mpremote(vb.port, "exec", "import board, app, session\nprint('NAME', board.NAME, board.Board)")
+            r = mpremote(vb.port, "exec", "import board, app, session\nprint('NAME', board.NAME, board.Board)\n"
+                         "for s in board.Board.SENSORS:\n print('SENSOR', s, __import__('_sensor_' + s).Sensor)")
             assert r.returncode == 0 and f"NAME {board}" in r.stdout, r.stdout + r.stderr
+            assert r.stdout.count("SENSOR ") == 3 and "<class 'Sensor'>" in r.stdout, r.stdout  # each one, flashed
         finally:
             vb.stop()
 

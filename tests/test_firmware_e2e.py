@@ -14,21 +14,20 @@ from conftest import umqtt_params
 def umqtt(request):
     return request.param
 
-from board_helpers import Console, mpremote
-from helpers import Collector, client_for
+from board_helpers import mpremote
+from helpers import Collector, client_for, collect, persistent_verifier, wait_for_seq
 from host_tools import crl, keys, pki
-from host_tools.broker import Broker
-from host_tools.verify import Tracker, validate
+from host_tools.verify import validate
 
 
-def collect(fleet, port, n, timeout=30, persistent_id=None):
-    sub = client_for(fleet, "verifier", port, client_id=persistent_id)
+def subscribe_all(fleet, port):
+    sub = client_for(fleet, "verifier", port)
     return sub, Collector(sub, "devices/+/telemetry")
 
 
 def test_readings_arrive_with_consecutive_seq_and_valid_schema(flashed, fleet, broker):
     con = flashed()
-    sub, col = collect(fleet, broker.port, 4)
+    sub, col = subscribe_all(fleet, broker.port)
     msgs = col.wait_for(4, timeout=30)
     assert len(msgs) >= 4, con.evidence()
     seqs = []
@@ -37,6 +36,8 @@ def test_readings_arrive_with_consecutive_seq_and_valid_schema(flashed, fleet, b
         assert why is None, (why, payload)
         assert reading["device_id"] == "dev1" == topic.split("/")[1]  # = the certificate CN (ACL enforces it)
         assert reading["status"] == "ok" and isinstance(reading["ts"], float)
+        # the fixed fields first, in order: what the outbox stores without its device_id and seq
+        assert payload.startswith(b'{"device_id":"dev1","seq":%d,"ts":' % reading["seq"]), payload
         assert abs(reading["ts"] - time.time()) < 30
         seqs.append(reading["seq"])
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -45,53 +46,29 @@ def test_readings_arrive_with_consecutive_seq_and_valid_schema(flashed, fleet, b
 
 
 def test_broker_restart_backoff_grows_and_no_reading_is_lost(flashed, fleet, broker):
-    # a persistent verifier session: the broker keeps queuing for it while it is away
-    sub = client_for(fleet, "verifier", broker.port, client_id="verifier-persist")
-    sub.disconnect()
-    sub.loop_stop()
-    import paho.mqtt.client as mqtt
+    # a persistent verifier session from the first reading on: the broker keeps its queue while it is down
+    seen = []
+    sub = persistent_verifier(fleet, broker.port, seen, client_id="verifier-persist")
     con = flashed()
-    sub = _persistent(fleet, broker.port)
-    col = Collector(sub, "devices/dev1/telemetry")
-    col.wait_for(2, timeout=20)
-    sub.disconnect()
-    sub.loop_stop()
+    con.expect(r"published seq 1 ", timeout=20)
     con.mark()
     broker.stop()
-    found = con.expect(r"reconnect in ([\d.]+) s \(attempt (\d+), window (\d+) s\)", timeout=40, count=4)
+    found = con.expect(r"reconnect in ([\d.]+) s \(attempt (\d+), window (\d+) s\)", timeout=40, count=5)
     windows = [int(m.group(3)) for m in found]
-    assert windows[:3] == [1, 2, 4], windows  # base 1 s doubling, capped at 4 s by the test config
-    assert all(float(m.group(1)) <= int(m.group(3)) + 1 for m in found)
+    delays = [float(m.group(1)) for m in found]
+    assert windows == [1, 2, 4, 4, 4], windows  # base 1 s doubling, capped at 4 s by the test config
+    assert all(d <= w + 1 for d, w in zip(delays, windows)), found  # + 1: at most one CONNECT a second
+    assert any(abs(d - w) > 0.05 for d, w in zip(delays, windows)), delays  # full jitter, not the whole window
     broker.start()
     con.mark()
-    con.expect(r"connected to localhost", timeout=30)
-    con.expect(r"published seq \d+ queued 0", timeout=30)
-    sub = _persistent(fleet, broker.port, clean=False)
-    col = Collector(sub, "devices/dev1/telemetry")
-    time.sleep(4)
-    t = Tracker()
-    for topic, payload in col.messages:
-        t.feed(topic, payload)
-    s = t.devices["dev1"].summary()
-    assert s["gaps"] == 0 and s["duplicates"] == 0, (s, con.evidence())
-    assert s["valid"] >= 4  # the readings taken during the outage came through the outbox
-
-
-def _persistent(fleet, port, clean=False):
-    import ssl
-    import threading
-    import paho.mqtt.client as mqtt
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="verifier-persist", clean_session=clean,
-                    protocol=mqtt.MQTTv311)
-    ctx = ssl.create_default_context(cafile=str(fleet.ca_cert))
-    ctx.load_cert_chain(str(fleet.verifier_dir / "verifier.pem"), str(fleet.verifier_dir / "verifier.key.pem"))
-    c.tls_set_context(ctx)
-    ev = threading.Event()
-    c.on_connect = lambda *a: ev.set()
-    c.connect("localhost", port)
-    c.loop_start()
-    assert ev.wait(10)
-    return c
+    last = int(con.expect(r"published seq (\d+) queued 0", timeout=30)[0].group(1))
+    wait_for_seq(seen, last)
+    sub.disconnect()
+    sub.loop_stop()
+    s = collect(seen)
+    # every reading from the first to the last published, the ones taken while the broker was down included
+    assert (s["first_seq"], s["last_seq"], s["gaps"], s["duplicates"]) == (0, last, 0, 0), (s, con.evidence())
+    assert last >= 6, con.evidence()  # the outage lasted at least the five backoffs: readings were queued
 
 
 def _replace(vboard, board_path, data, tmp_path):
@@ -114,8 +91,8 @@ def test_certificate_from_another_ca_is_refused_and_firmware_backs_off(flashed, 
                  ":/certs/client.key.der", "+", "reset")
     assert r.returncode == 0, r.stderr
     con.mark()
-    found = con.expect(r"WARN link lost while (connecting|announcing online|publishing)[^\n]*attempt (\d+)",
-                       timeout=30, count=3)
+    con.expect(r"WARN link lost while (connecting|announcing online|publishing)[^\n]*attempt (\d+)",
+               timeout=30, count=3)
     assert "published seq" not in con.since_boot()
     assert "Traceback" not in con.since_boot()
 
@@ -159,17 +136,21 @@ def test_bad_config_is_one_clear_line_and_retries(flashed, vboard, tmp_path, con
     assert "Traceback" not in con.since_boot()
 
 
-def test_corrupt_der_key_names_the_file(flashed, vboard, tmp_path):
+@pytest.mark.parametrize("damage", ["pem", "truncated"])
+def test_corrupt_der_key_names_the_file(flashed, vboard, fleet, tmp_path, damage):
     con = flashed()
     con.expect(r"published seq", timeout=20)
     con.mark()
-    _replace(vboard, "/certs/client.key.der", b"-----BEGIN PRIVATE KEY-----\nxyz\n", tmp_path)
-    con.expect(r"/certs/client\.key\.der is not DER[^\n]*retrying", timeout=20)
+    der = (fleet.device_dir("dev1") / "client.key.der").read_bytes()
+    bad = b"-----BEGIN PRIVATE KEY-----\nxyz\n" if damage == "pem" else der[:-9]  # a copy cut short
+    _replace(vboard, "/certs/client.key.der", bad, tmp_path)
+    con.expect(r"/certs/client\.key\.der is not DER \(PEM or damaged\?\)[^\n]*retrying", timeout=20)
+    assert "Traceback" not in con.since_boot(), con.evidence()
 
 
 def test_failing_sensor_never_stops_publishing(flashed, fleet, broker):
-    con = flashed(sensor="sim_faulty")
-    sub, col = collect(fleet, broker.port, 6)
+    flashed(sensor="sim_faulty")
+    sub, col = subscribe_all(fleet, broker.port)
     msgs = col.wait_for(6, timeout=30)
     statuses = [json.loads(p)["status"] for _, p in msgs]
     assert "sensor_error" in statuses and statuses.count("ok") >= 3, statuses
@@ -177,14 +158,24 @@ def test_failing_sensor_never_stops_publishing(flashed, fleet, broker):
     assert "no response" in bad["error"] and validate("devices/dev1/telemetry", json.dumps(bad).encode())[1] is None
 
 
-def test_seq_survives_a_reset(flashed, vboard, fleet, broker):
+def test_a_reset_with_readings_queued_loses_none_and_reuses_no_seq(flashed, vboard, fleet, broker):
+    seen = []
+    sub = persistent_verifier(fleet, broker.port, seen, client_id="verifier-reset")
     con = flashed()
-    found = con.expect(r"published seq (\d+)", timeout=20, count=2)
-    before = int(found[-1].group(1))
+    con.expect(r"published seq 1 ", timeout=20)
+    broker.stop()
     con.mark()
+    con.expect(r"reconnect in", timeout=20, count=3)  # readings are being taken into the outbox meanwhile
     assert mpremote(vboard.port, "reset").returncode == 0
-    found = con.expect(r"published seq (\d+)", timeout=20)
-    assert int(found[0].group(1)) > before
+    queued = int(con.expect(r"outbox (\d+)/", timeout=20)[0].group(1))
+    assert queued >= 2, con.evidence()  # the reset came with readings on flash, not yet sent
+    broker.start()
+    last = int(con.expect(r"published seq (\d+) queued 0", timeout=30)[0].group(1))
+    wait_for_seq(seen, last)
+    sub.disconnect()
+    sub.loop_stop()
+    s = collect(seen)
+    assert (s["first_seq"], s["last_seq"], s["gaps"], s["duplicates"]) == (0, last, 0, 0), (s, con.evidence())
 
 
 def test_flash_never_copies_ca_key_or_pem_keys(flashed, vboard, fleet):
@@ -193,8 +184,12 @@ def test_flash_never_copies_ca_key_or_pem_keys(flashed, vboard, fleet):
     assert r.returncode == 0, r.stderr
     assert "client.der" in r.stdout and "ca.der" in r.stdout
     assert ".pem" not in r.stdout and "ca.key" not in r.stdout
-    r = mpremote(vboard.port, "exec", "import os\nfor d in ('/', '/certs', '/lib', '/lib/umqtt'):\n print(d, os.listdir(d))")
-    assert "key.pem" not in r.stdout and "ca.key" not in r.stdout
+    # every file on the board's flash (not /.vb, the virtual board's ROM): /lib does not exist, umqtt is frozen
+    r = mpremote(vboard.port, "exec", "import os\ndef walk(d):\n for n in os.listdir(d):\n  p = d.rstrip('/') + '/' + n\n"
+                 "  print(p)\n  if p != '/.vb' and os.stat(p)[0] & 0x4000:\n   walk(p)\nwalk('/')")
+    assert r.returncode == 0 and "/certs/client.key.der" in r.stdout and "/contract.py" in r.stdout, r.stdout + r.stderr
+    assert "/lib" not in r.stdout and "umqtt" not in r.stdout, r.stdout  # the board's own umqtt.simple is used
+    assert "key.pem" not in r.stdout and "ca.key" not in r.stdout and ".pem" not in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("mode", ["silent", "syn"])

@@ -32,11 +32,18 @@ def test_firmware_type_checks_against_esp32_stubs():
     assert "0 errors" in r.stdout
 
 
-def test_type_check_catches_an_esp32_api_mistake(tmp_path):
+@pytest.mark.parametrize("path,old,new", [
+    ("boards/_esp32.py", "self.wlan.isconnected()", "self.wlan.is_connected()"),
+    ("boards/_sensor_dht22.py", "self.dev.measure()", "self.dev.measures()"),  # sensors are imported lazily:
+    ("boards/_sensor_internal.py", "esp32.raw_temperature()", "esp32.raw_temp()"),  # checked all the same
+])
+def test_type_check_catches_an_esp32_api_mistake(tmp_path, path, old, new):
     for d in ("firmware", "boards"):
         shutil.copytree(ROOT / d, tmp_path / d)
-    p = tmp_path / "boards" / "_esp32.py"
-    p.write_text(p.read_text().replace("self.wlan.isconnected()", "self.wlan.is_connected()", 1))
+    p = tmp_path / path
+    assert old in p.read_text()
+    p.write_text(p.read_text().replace(old, new, 1))
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py"), str(tmp_path)],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "is_connected" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 1 and f"{path}:" in r.stdout and new.split(".")[-1].rstrip("()") in r.stdout, \
+        r.stdout + r.stderr

@@ -172,8 +172,26 @@ def test_probe_tells_the_frozen_umqtt_by_behaviour(home, source):
 
 def test_board_modules_follow_the_imports():
     from host_tools.flash import board_modules
-    assert [p.name for p in board_modules("esp32_s3")] == ["esp32_s3.py", "_esp32.py"]
-    assert [p.name for p in board_modules("unix")] == ["unix.py"]
+    # the board file first (it becomes /board.py), then what it imports and the sensor modules its SENSORS name
+    assert [p.name for p in board_modules("esp32_s3")] == ["esp32_s3.py", "_esp32.py", "_sensor_internal.py",
+                                                           "_sensor_dht22.py", "_sensor_ds18b20.py", "_board.py"]
+    assert [p.name for p in board_modules("unix")] == ["unix.py", "_sensor_sim.py", "_sensor_sim_faulty.py"]
+
+
+def test_board_modules_refuse_a_sensor_without_its_module(monkeypatch, tmp_path):
+    import shutil
+    from host_tools import flash as flash_mod
+    shutil.copytree(flash_mod.project_root() / "boards", tmp_path / "boards")
+    monkeypatch.setattr(flash_mod, "project_root", lambda: tmp_path)
+    assert [p.name for p in flash_mod.board_modules("esp32_c3")][-1] == "_board.py"  # the control: the copy works
+    b = tmp_path / "boards" / "esp32_c3.py"
+    b.write_text(b.read_text().replace('SENSORS = ("internal", ', 'SENSORS = ("bme280", "internal", '))
+    with pytest.raises(CommandError, match=r"^boards/esp32_c3\.py lists sensor 'bme280' in SENSORS but "
+                                           r"boards/_sensor_bme280\.py is missing: add the driver or remove the name$"):
+        flash_mod.board_modules("esp32_c3")
+    b.write_text(b.read_text().replace('SENSORS = ("bme280", ', 'SENSORS = _S + ("bme280", '))
+    with pytest.raises(CommandError, match=r"^esp32_c3\.py line 9: SENSORS must be a tuple of sensor names written out"):
+        flash_mod.board_modules("esp32_c3")
 
 
 def test_first_contact_right_after_start_never_loses_a_byte(home):
