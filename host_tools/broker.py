@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import mosquitto_conf
+from .contract import DEFAULT_PORT
 from .errors import CommandError
 from .fleet import Fleet
 from .keys import write_file
 from .paths import run_dir
 
-DEFAULT_PORT = 8883
 
 
 @dataclass

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .atomic import Files, clean_leftovers, write_dir
+from .contract import CA_FILE, CERT_FILE, KEY_FILE
 from .crl import revoke_serials, write_crl
 from .errors import CommandError
 from .fleet import Fleet
@@ -110,7 +111,7 @@ def ca_files(ca_cert: x509.Certificate, der: bool) -> Files:
     """The CA certificate an identity directory carries: PEM for the host and, with `der`, DER for the board."""
     files = {"ca.pem": (ca_cert.public_bytes(serialization.Encoding.PEM), False)}
     if der:
-        files["ca.der"] = (ca_cert.public_bytes(serialization.Encoding.DER), False)
+        files[CA_FILE] = (ca_cert.public_bytes(serialization.Encoding.DER), False)
     return files
 
 
@@ -120,8 +121,8 @@ def identity_files(stem: str, key, cert: x509.Certificate, ca: Files, der: bool)
     files = {f"{stem}.key.pem": (key_pem(key), True),
              f"{stem}.pem": (cert.public_bytes(serialization.Encoding.PEM), False), **ca}
     if der:  # what goes to the board
-        files["client.der"] = (cert.public_bytes(serialization.Encoding.DER), False)
-        files["client.key.der"] = (key_der(key), True)
+        files[CERT_FILE] = (cert.public_bytes(serialization.Encoding.DER), False)
+        files[KEY_FILE] = (key_der(key), True)
     return files
 
 
@@ -133,7 +134,7 @@ def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: 
     cert = build_ca(fleet, key)
     write_file(f.ca_key, key_pem(key), private=True)
     write_file(f.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
-    write_file(f.ca_dir / "ca.der", cert.public_bytes(serialization.Encoding.DER))
+    write_file(f.ca_dir / CA_FILE, cert.public_bytes(serialization.Encoding.DER))
     if f.crl.exists():
         f.crl.unlink()
     write_crl(fleet, [])

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from .contract import DEFAULT_PORT, DEVICE_LEAVES
 from .errors import CommandError
 from .fleet import Fleet
 from .keys import load_cert
 
-DEFAULT_PORT = 8883
 ALPN_PORT = 443          # AWS IoT: MQTT over TLS on 443 with ALPN
 ALPN = "x-amzn-mqtt-ca"
 
@@ -68,4 +68,4 @@ def check_aws_config(device: str, cfg: dict, topic_prefix: str) -> None:
                            "lets a device connect only as its thing")
     if cfg.get("topic_prefix", topic_prefix) != topic_prefix:
         raise CommandError(f"--target aws: topic_prefix must be {topic_prefix!r}: the fleet policy allows "
-                           f"publishing only to {topic_prefix}/<thing>/telemetry and /status")
+                           f"publishing only to {topic_prefix}/<thing>/" + " and /".join(DEVICE_LEAVES))

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..contract import DEVICE_LEAVES, ROOT, STATUS_LEAF
 from ..errors import CommandError
 from ..paths import VERIFIER_CN
 
 THING = "${iot:Connection.Thing.ThingName}"
 FLEET_ATTR = "sensorpub_fleet"
-TOPIC_PREFIX = "devices"
+TOPIC_PREFIX = ROOT  # the AWS policies allow the board's default topic_prefix only
 
 
 def policy_names(fleet: str) -> Dict[str, str]:
@@ -34,9 +35,9 @@ def device_policy(arn_prefix: str) -> dict:
              "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"},
                            "ForAllValues:StringEquals": {"iot:ConnectAttributes": ["LastWill"]}}},
             {"Sid": "PublishItsReadingsAndStatus", "Effect": "Allow", "Action": "iot:Publish",
-             "Resource": [f"{own}/telemetry", f"{own}/status"]},
+             "Resource": [f"{own}/{leaf}" for leaf in DEVICE_LEAVES]},
             {"Sid": "RetainItsStatus", "Effect": "Allow", "Action": "iot:RetainPublish",
-             "Resource": f"{own}/status"},
+             "Resource": f"{own}/{STATUS_LEAF}"},
         ],
     }
 

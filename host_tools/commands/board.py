@@ -2,6 +2,7 @@
 import json
 import os
 
+from ..contract import DEFAULT_PORT
 from ..errors import CommandError
 from .common import actions, add_aws_flags, add_fleet, aws_account, command, say
 
@@ -100,7 +101,7 @@ def argparse_flash(sub):
     p.add_argument("--broker-host", help="broker host as the board sees it (default: localhost; with --target aws "
                                          "the account's ATS endpoint)")
     p.add_argument("--broker-port", type=int, help="broker port (default: the port the fleet's broker was last "
-                                                   "started on, else 8883)")
+                                                   f"started on, else {DEFAULT_PORT})")
     p.add_argument("--interval", type=int, default=30, help="seconds between readings (default: 30)")
     p.add_argument("--wifi-ssid", default="", help="Wi-Fi network (ESP32 boards)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

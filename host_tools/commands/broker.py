@@ -1,6 +1,7 @@
 """`sensorpub broker`: the fleet's local Mosquitto with mutual TLS."""
 import time
 
+from ..contract import DEFAULT_PORT
 from ..errors import CommandError
 from .common import actions, add_fleet, command, say
 
@@ -21,7 +22,7 @@ def argparse_broker(sub):
     for name, a in actions(p, ACTIONS).items():
         add_fleet(a)
         if name == "start":
-            a.add_argument("--port", type=int, default=8883, help="TLS port (default: 8883)")
+            a.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TLS port (default: {DEFAULT_PORT})")
             a.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
             a.add_argument("--aws-policy", action="store_true",
                            help="rehearse AWS IoT locally: ACL rendered from the AWS policies 'sensorpub aws' uploads")

@@ -2,6 +2,7 @@
 import json
 import os
 
+from ..contract import DEFAULT_PORT
 from ..errors import CommandError
 from .common import add_aws_flags, add_fleet, aws_account, command, say
 
@@ -21,7 +22,7 @@ def argparse_verify(sub):
                    help="local Mosquitto (default) or AWS IoT Core")
     p.add_argument("--host", help="broker host (default: localhost; with --target aws the account's ATS endpoint)")
     p.add_argument("--port", type=int, help="broker port (default: the port the fleet's broker was last started on, "
-                                            "else 8883; with --target aws 8883, or 443 with --alpn)")
+                                            f"else {DEFAULT_PORT}; with --target aws {DEFAULT_PORT}, or 443 with --alpn)")
     p.add_argument("--alpn", action="store_true", help="AWS: connect on 443 with ALPN x-amzn-mqtt-ca")
     add_aws_flags(p, root_ca=True)
     p.add_argument("--device", help="wait for readings from this device")
