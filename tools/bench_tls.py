@@ -25,6 +25,7 @@ class RecordCounter:
         self.srv.listen(4)
         self.port = self.srv.getsockname()[1]
         self.records: List[int] = []  # content type of each record the client sent
+        self.closed = threading.Event()  # the client's side reached EOF: every record it sent is counted
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -47,6 +48,8 @@ class RecordCounter:
                     dst.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
+                if count:
+                    self.closed.set()
                 return
             dst.sendall(data)
             if count:
@@ -68,6 +71,8 @@ def run(mode: str, lib: Path, certs: Path, broker_port: int) -> Dict[str, float]
     if r.returncode or not line:
         raise SystemExit(f"bench_tls: {mode} with {lib} failed: {(r.stderr or r.stdout).strip()[-300:]}")
     c_us, p_us = map(int, line[0].split()[1:])
+    if not relay.closed.wait(10):  # the process has exited, but its last bytes may still be in the relay
+        raise SystemExit(f"bench_tls: {mode}: the relay never saw the client close")
     app = relay.records.count(23)  # application data: the MQTT bytes
     # session: CONNECT, 'online' PUBLISH, N PUBLISH, DISCONNECT = N + 3 packets
     return {"records_per_packet": app / (N + 3), "connect_ms": c_us / 1000, "publish_ms": p_us / 1000 / N}
