@@ -22,6 +22,7 @@ DEFAULTS = {
     "puback_timeout_s": (10, int),
     "backoff_base_s": (1, int),
     "backoff_cap_s": (60, int),
+    "probe_s": (3, int),             # backing off from a broker that refused TCP: probe it this often; 0: off
     "outbox_slots": (240, int),      # readings kept on flash while the broker is unreachable
     "ntp_host": ("pool.ntp.org", str),
     "seed": (1, int),                # simulated sensors only
@@ -40,6 +41,7 @@ BOUNDS = {
     "puback_timeout_s": (1, 120),
     "backoff_base_s": (1, 3600),
     "backoff_cap_s": (1, 86400),
+    "probe_s": (0, 3600),
     "outbox_slots": (1, 4096),       # 256 bytes of flash each
     "seed": (0, 0x7FFFFFFF),
     "max_cycles": (0, 1000000000),

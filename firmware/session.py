@@ -102,8 +102,10 @@ class _Tls:
         self.t = timeout_ms
         self.tick = tick
         self.link = None  # type: Any
+        self.reached = False  # the last attempt got a TCP connection (wrap_socket is called after it)
 
     def wrap_socket(self, sock, server_hostname=None):
+        self.reached = True
         try:
             sock.setsockopt(_NODELAY[0], _NODELAY[1], 1)
         except (OSError, TypeError):  # a port without TCP_NODELAY: coalescing alone keeps one record per packet
@@ -213,6 +215,10 @@ class Session:
         self.seen = []  # bug signatures whose traceback was printed
         self.ka_ms = cfg["keepalive_s"] * 1000
         self.ack_ms = cfg["puback_timeout_s"] * 1000
+        self.feed_ms = cfg["wdt_s"] * 250 or 60000  # an idle board wakes only to feed the watchdog
+        self.probe_ms = cfg["probe_s"] * 1000
+        self.probe_at = self.retry_at
+        self.addr = None  # the broker's address, resolved by the first probe
 
     def close(self, disconnect=False):
         # disconnect: a planned stop sends DISCONNECT, so the broker does not publish the Last Will
@@ -272,6 +278,7 @@ class Session:
             return False
         cfg = self.cfg
         self.last_connect = time.ticks_ms()
+        self.tls.reached = False
         doing = "connecting to %s:%d" % (cfg["broker_host"], cfg["broker_port"])
         if self.net_up:
             try:
@@ -334,16 +341,19 @@ class Session:
         return False
 
     def idle(self, ms):
-        # wait ms; while connected keep the link alive: PINGREQ at keepalive/2, dead if no answer
+        # wait ms, asleep until the next thing to do: while connected, a message from the broker or the
+        # PINGREQ due at keepalive/2 (the link is dead if nothing answers it); while backing off from a
+        # broker that did not even accept TCP, a probe every probe_s; and the watchdog's feed
         end = time.ticks_add(time.ticks_ms(), ms)
         while True:
-            left = time.ticks_diff(end, time.ticks_ms())
+            now = time.ticks_ms()
+            left = time.ticks_diff(end, now)
             if left <= 0:
                 return
+            nap = min(left, self.feed_ms)
             if self.c:
                 try:
                     self.c.check_msg()
-                    now = time.ticks_ms()
                     link = self.c.sock
                     if self.ping_at is not None:
                         if time.ticks_diff(link.rx, self.ping_at) >= 0:
@@ -354,9 +364,46 @@ class Session:
                         self.c.ping()
                         link.flush()
                         self.last_tx = self.ping_at = now
+                    if self.ping_at is None:
+                        nap = min(nap, self.ka_ms // 2 - time.ticks_diff(now, self.last_tx))
+                    else:
+                        nap = min(nap, self.ack_ms + 1 - time.ticks_diff(now, self.ping_at))
                 except Exception as e:
                     self._failed(e, "idle (keepalive)")
                     return
+            elif self.probe_ms and not self.tls.reached:
+                if time.ticks_diff(now, self.probe_at) >= 0 and self._probe():
+                    return  # the broker is back: reconnect soon, not at the end of a long back-off window
+                nap = min(nap, max(1, time.ticks_diff(self.probe_at, now)))
             if self.tick:
                 self.tick()  # feeds the watchdog
-            time.sleep_ms(min(left, 200))
+            if self.c:
+                self.c.sock.p.poll(max(1, nap))  # wakes for a message from the broker
+            else:
+                time.sleep_ms(max(1, nap))
+
+    def _probe(self):
+        # a plain TCP connect to the broker while backing off: True (and a reconnect brought forward, spread
+        # over one probe interval so a fleet does not return at once) if it accepts; the next probe is
+        # due one interval later, with jitter
+        self.probe_at = time.ticks_add(time.ticks_ms(), self.probe_ms // 2 + random.getrandbits(16) * self.probe_ms // 65536)
+        if time.ticks_diff(self.retry_at, self.probe_at) <= 0:
+            return False  # the next CONNECT comes first anyway
+        cfg = self.cfg
+        s = None
+        try:
+            if self.addr is None:
+                self.addr = socket.getaddrinfo(cfg["broker_host"], cfg["broker_port"])[0][-1]
+            s = socket.socket()
+            s.settimeout(1)
+            s.connect(self.addr)
+        except OSError:
+            return False
+        finally:
+            if s:
+                s.close()
+        delay = random.getrandbits(16) * self.probe_ms // 65536
+        self.retry_at = time.ticks_add(time.ticks_ms(), delay)
+        log.info("broker %s:%d accepts connections again: reconnecting in %.1f s" % (cfg["broker_host"],
+                                                                                     cfg["broker_port"], delay / 1000))
+        return True

@@ -14,7 +14,7 @@ ctx = creds.context()
 msg = b'{"device_id":"dev1","seq":1,"ts":1795459200.123,"uptime_s":12,"status":"ok","temp_c":21.4}'
 if mode == "session":
     import session
-    cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60,
+    cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60, "wdt_s": 0, "probe_s": 0,
            "connect_timeout_s": 5, "interval_s": 30, "puback_timeout_s": 5, "backoff_base_s": 1, "backoff_cap_s": 4}
     s = session.Session(cfg, ctx, "devices/dev1/status")
     t = time.ticks_us()
