@@ -19,7 +19,8 @@ def run(outbox_dir: Path, n: int, device: str = "dev1") -> dict:
     return json.loads(r.stdout.split("RESULT", 1)[1])
 
 
-def main(n: int = 500) -> None:
+def figures(n: int = 500) -> dict:
+    """This firmware's outbox (also with a 25-character device id) and the ring file from git history."""
     ours = run(ROOT / "firmware", n)
     long_name = run(ROOT / "firmware", n, "greenhouse-north-bench-07")
     ref = None
@@ -32,6 +33,12 @@ def main(n: int = 500) -> None:
             ref = run(Path(t), n)
         except (subprocess.CalledProcessError, FileNotFoundError):
             print("outbox wear: no git history here, so no reference run")
+    return {"ours": ours, "long_name": long_name, "ring_file": ref}
+
+
+def main(n: int = 500) -> dict:
+    f = figures(n)
+    ours, long_name, ref = f["ours"], f["long_name"], f["ring_file"]
     day = 86400 / 30
     print(f"outbox flash wear, {n} readings acknowledged at once, LittleFS 4 KB blocks:")
     print(f"  this firmware: {ours['erases_per_reading']:.3f} erases/reading ({ours['erases_per_reading'] * day:.0f}/day "
@@ -42,6 +49,7 @@ def main(n: int = 500) -> None:
               f"{ref['bytes_programmed_per_reading']} bytes programmed/reading")
         print(f"  ratio: {ref['erases_per_reading'] / ours['erases_per_reading']:.0f}x fewer erases, "
               f"{ref['bytes_programmed_per_reading'] / ours['bytes_programmed_per_reading']:.0f}x fewer bytes")
+    return f
 
 
 if __name__ == "__main__":
