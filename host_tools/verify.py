@@ -140,13 +140,21 @@ class Tracker:
             dev.latencies.append(max(0.0, received - msg[TS_FIELD]))
         return "valid", msg, note
 
+    # (header, summary key): short headers so a table fits 100 columns with a 24-character device name
+    COLUMNS = (("device", "device"), ("valid", "valid"), ("bad", "malformed"), ("gaps", "gaps"),
+               ("dup", "duplicates"), ("order", "out_of_order"), ("s_err", "sensor_errors"),
+               ("first", "first_seq"), ("last", "last_seq"), ("lat_avg", "latency_avg_s"),
+               ("lat_max", "latency_max_s"), ("status", "status"))
+
     def table(self) -> str:
-        cols = ("device", "valid", "malformed", "gaps", "duplicates", "out_of_order", "sensor_errors",
-                "first_seq", "last_seq", "latency_avg_s", "latency_max_s", "status")
-        rows = [[("-" if s[c] is None else clean(str(s[c]))) for c in cols] for s in self.summary()]
-        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
-        fmt = "  ".join("{:<%d}" % w for w in widths)
-        lines = [fmt.format(*cols)] + [fmt.format(*r) for r in rows]
+        """The summary as a terminal table (the same figures as --json, shorter headers)."""
+        rows = [[("-" if s[k] is None else clean(str(s[k]))) for _, k in self.COLUMNS] for s in self.summary()]
+        heads = [h for h, _ in self.COLUMNS]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(heads)]
+        widths[0] = min(widths[0], 24)  # a longer device name is cut with '~' rather than widen every line
+        rows = [[r[0] if len(r[0]) <= 24 else r[0][:23] + "~"] + r[1:] for r in rows]
+        fmt = " ".join("{:<%d}" % w for w in widths)
+        lines = [fmt.format(*heads).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
         if not rows:
             lines.append("(no messages)")
         return "\n".join(lines)

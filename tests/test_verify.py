@@ -138,3 +138,18 @@ def test_verify_exit_status_for_malformed_refused_and_silence(broker, fleet):
     assert r.returncode == 3 and "nothing listens on" in r.stderr, r.stderr
     r = run_cli("verify", "--port", str(broker.port), "--timeout", "1")
     assert r.returncode == 4 and "no valid reading arrived within 1 s" in r.stderr, r.stderr
+
+
+def test_the_table_fits_100_columns_with_a_long_device_name():
+    import time
+    t = Tracker()
+    name = "greenhouse-north-bench-07"  # 25 characters
+    for seq in (0, 1, 2, 4, 4):
+        t.feed(f"devices/{name}/telemetry", json.dumps({"device_id": name, "seq": seq, "ts": time.time() - 0.25,
+                                                         "uptime_s": 1, "status": "ok", "temp_c": 1.0}).encode())
+    t.feed(f"devices/{name}/status", b'{"state":"online","reset":"watchdog"}')
+    lines = t.table().splitlines()
+    assert max(map(len, lines)) <= 100, lines
+    assert lines[0].split() == ["device", "valid", "bad", "gaps", "dup", "order", "s_err", "first", "last",
+                                "lat_avg", "lat_max", "status"]
+    assert lines[1].split()[:9] == ["greenhouse-north-bench-~", "4", "0", "1", "1", "0", "0", "0", "4"], lines
