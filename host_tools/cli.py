@@ -12,6 +12,7 @@ from .commands.aws import argparse_aws, do_aws
 from .commands.board import argparse_console, argparse_flash, argparse_vboard, do_console, do_flash, do_vboard
 from .commands.broker import argparse_broker, do_broker
 from .commands.common import Parser
+from .commands.fleet import argparse_fleet, do_fleet
 from .commands.pki import argparse_pki, do_pki
 from .commands.verify import argparse_verify, do_verify
 from .errors import CommandError
@@ -24,6 +25,7 @@ COMMANDS = {
     "vboard": (argparse_vboard, do_vboard),
     "flash": (argparse_flash, do_flash),
     "console": (argparse_console, do_console),
+    "fleet": (argparse_fleet, do_fleet),
 }
 
 

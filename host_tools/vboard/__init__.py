@@ -2,6 +2,8 @@
 
 `VBoard` starts/stops a supervisor process (see supervisor.py) that owns the pty, runs the
 interpreter with runtime.py, restarts it on soft/hard reset, and tees its output to console.log.
+`start_group` starts many unix boards in one supervisor process instead (group.py, for fleets); each
+is still a `VBoard` to every tool, and `VBoard.stop` stops only that one.
 
 Its ROM folder (run/vboard-NAME/rom, mounted at /.vb on the board) holds what a firmware build
 brings: frozen/ (umqtt.simple of the chosen version and, for an ESP32, dht, onewire, ds18x20,
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import CommandError
 from ..paths import check_name, run_dir
@@ -89,20 +91,8 @@ class VBoard:
         """Start the board. `board`: unix or an emulated ESP32 (esp32_generic, esp32_s3, esp32_c3) running
         MicroPython release `micropython` (default: the newest supported) with that release's frozen
         umqtt.simple. `umqtt` overrides it: standin, standin-X.Y.Z, real-X.Y.Z, a folder, or none."""
-        if self.state():
-            raise CommandError(f"virtual board {self.name!r} is already running on {self.port}: "
-                               f"'sensorpub vboard stop --name {self.name}' first")
-        prof = self._write_rom(board, micropython, umqtt, erase)
-        heapsize = heapsize or prof.get("heapsize") or DEFAULT_HEAP
-        _check_heapsize(heapsize)
-        if flash_kb < 64 or flash_kb % 4:
-            raise CommandError(f"--flash-kb {flash_kb}: give a multiple of 4, at least 64")
+        prof, heapsize, blocks = self.prepare(heapsize, flash_kb, erase, board, micropython, umqtt)
         mp = micropython_binary()
-        blocks = flash_kb * 1024 // BLOCK
-        if erase or not self.image.exists() or self.image.stat().st_size != blocks * BLOCK:
-            self.image.write_bytes(b"\xff" * (blocks * BLOCK))  # erased NOR flash
-        os.chmod(self.image, 0o600)  # it will hold the device key and the Wi-Fi password
-        self.state_file.unlink(missing_ok=True)
         log = open(self.dir / "supervisor.log", "ab")
         subprocess.Popen([sys.executable, "-m", "host_tools.vboard.supervisor", str(self.dir), mp, heapsize,
                           str(blocks)], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -117,6 +107,31 @@ class VBoard:
         self.stop()
         tail = (self.dir / "supervisor.log").read_text(errors="replace").strip().splitlines()[-1:]
         raise CommandError(f"virtual board did not start: {tail[0] if tail else 'no output'}")
+
+    def prepare(self, heapsize: Optional[str] = None, flash_kb: int = DEFAULT_FLASH_KB, erase: bool = False,
+                board: str = "unix", micropython: Optional[str] = None, umqtt: Optional[str] = None,
+                rom_like: Optional[Tuple["VBoard", dict]] = None) -> Tuple[dict, str, int]:
+        """Its ROM folder and flash image, checked, for a start: (profile, heapsize, blocks). `rom_like`: a
+        prepared unix board and its profile, whose ROM is copied instead of built (a fleet's boards share one)."""
+        if self.state():
+            raise CommandError(f"virtual board {self.name!r} is already running on {self.port}: "
+                               f"'sensorpub vboard stop --name {self.name}' first")
+        if rom_like is not None and board == "unix" and not (micropython or umqtt):
+            shutil.rmtree(self.rom / "frozen", ignore_errors=True)
+            shutil.copytree(rom_like[0].rom / "frozen", self.rom / "frozen")
+            prof = rom_like[1]
+        else:
+            prof = self._write_rom(board, micropython, umqtt, erase)
+        heapsize = heapsize or prof.get("heapsize") or DEFAULT_HEAP
+        _check_heapsize(heapsize)
+        if flash_kb < 64 or flash_kb % 4:
+            raise CommandError(f"--flash-kb {flash_kb}: give a multiple of 4, at least 64")
+        blocks = flash_kb * 1024 // BLOCK
+        if erase or not self.image.exists() or self.image.stat().st_size != blocks * BLOCK:
+            self.image.write_bytes(b"\xff" * (blocks * BLOCK))  # erased NOR flash
+        os.chmod(self.image, 0o600)  # it will hold the device key and the Wi-Fi password
+        self.state_file.unlink(missing_ok=True)
+        return prof, heapsize, blocks
 
     def _write_rom(self, board: str, micropython: Optional[str], umqtt: Optional[str], erase: bool) -> dict:
         from ..umqtt_versions import FIRMWARE_UMQTT, install_umqtt, real_versions
@@ -156,21 +171,95 @@ class VBoard:
     def power_cut(self) -> None:
         """Cut the power at whatever the board is doing (the interpreter is killed, mid-write if it writes);
         it boots again with reset cause power-on, its flash as the cut left it."""
-        if not self.state():
+        st = self.state()
+        if not st:
             raise CommandError(f"virtual board {self.name!r} is not running")
         (self.rom / "power.cut").write_text("")
+        if st.get("group"):  # a group looks at its boards' files once a second: tell it now
+            os.kill(st["pid"], signal.SIGUSR1)
 
     def stop(self) -> bool:
         st = self.state()
         if not st:
             return False
-        os.kill(st["pid"], signal.SIGTERM)
-        for _ in range(200):
-            if not _alive(st["pid"]):
-                break
-            time.sleep(0.025)
+        if st.get("group"):  # one board of a group: that board only
+            from .group import STOP_REQUEST
+            (self.dir / STOP_REQUEST).write_text("")
+            os.kill(st["pid"], signal.SIGUSR1)
+            _wait(lambda: not self.state_file.exists() or not _alive(st["pid"]), 5.0)
+        else:
+            os.kill(st["pid"], signal.SIGTERM)
+            _wait(lambda: not _alive(st["pid"]), 5.0)
         self.state_file.unlink(missing_ok=True)
         return True
+
+
+def start_group(group: str, boards: List[VBoard], heapsize: str = DEFAULT_HEAP, flash_kb: int = DEFAULT_FLASH_KB,
+                erase: bool = False, timeout: float = 30.0, host_waits: bool = True) -> int:
+    """Start unix virtual `boards` in one supervisor process (group.py) named `group`; returns its pid once
+    every board is up. Their ROM is built once and copied. `host_waits`: see runtime.py (~3 KB of heap)."""
+    if not boards:
+        raise CommandError("no boards to start")
+    spec: Dict = {"group": check_name("group", group), "micropython": micropython_binary(),
+                  "host_waits": host_waits, "boards": []}
+    like = None
+    for vb in boards:
+        prof, heap, blocks = vb.prepare(heapsize, flash_kb, erase, rom_like=like)
+        like = like or (vb, prof)
+        spec["boards"].append({"dir": str(vb.dir), "heapsize": heap, "blocks": blocks})
+    gdir = run_dir("vgroup-" + group)
+    (gdir / "spec.json").write_text(json.dumps(spec))
+    with open(gdir / "supervisor.log", "ab") as log:
+        p = subprocess.Popen([sys.executable, "-m", "host_tools.vboard.group", str(gdir / "spec.json")],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                             cwd=str(HERE.parent.parent))
+    (gdir / "pid").write_text(str(p.pid))
+    if not _wait(lambda: p.poll() is not None or all((vb.state() or {}).get("pid") == p.pid for vb in boards),
+                 timeout, step=0.1):
+        stop_groups([p.pid])
+        raise CommandError(f"virtual board group {group!r}: not every board started within {timeout:.0f} s")
+    if p.poll() is not None:
+        tail = (gdir / "supervisor.log").read_text(errors="replace").strip().splitlines()[-1:]
+        raise CommandError(f"virtual board group {group!r} did not start: {tail[0] if tail else 'no output'}")
+    return p.pid
+
+
+def group_pid(group: str) -> Optional[int]:
+    """The running supervisor of group `group`, or None (also when its pid now names another program)."""
+    gdir = run_dir("vgroup-" + check_name("group", group))
+    try:
+        pid = int((gdir / "pid").read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if str(gdir / "spec.json").encode() not in f.read():
+                return None
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return None
+    except OSError:  # no /proc (macOS): trust the pid file
+        pass
+    return pid if _alive(pid) else None
+
+
+def stop_groups(pids: List[int], timeout: float = 30.0) -> int:
+    """Stop these group supervisors together: signal every one, then wait for all (each kills its boards
+    before it ends). Returns how many were running."""
+    running = [p for p in pids if _alive(p)]
+    for p in running:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _wait(lambda: not any(_alive(p) for p in running), timeout)
+    return len(running)
+
+
+def _wait(cond, timeout: float, step: float = 0.02) -> bool:
+    """Until cond() holds (True) or `timeout` passes (False): a condition, not a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
 
 
 def _precompile(rom: Path) -> None:

@@ -1,13 +1,22 @@
 # The virtual board's "ROM" (MicroPython, Unix port). Mounts a LittleFS image at / like an ESP32's
 # flash, runs boot.py and main.py, and speaks the REPL protocols mpremote uses: friendly, raw, and
 # raw-paste. Resets end the process with a code; the host supervisor restarts it.
-# argv: runtime.py IMAGE BLOCKS MODE ROM CAUSE   (MODE: boot | raw; ROM: the host folder mounted read-write
+# argv: runtime.py IMAGE BLOCKS MODE ROM CAUSE [waits]   (MODE: boot | raw; ROM: the host folder mounted read-write
 # at /.vb, holding frozen/ (modules a firmware build freezes), profile.json and, for an emulated ESP32,
 # esp32/ (machine, network... see esp32/vbhw.py); CAUSE: machine.reset_cause() after this boot)
 import sys
 import vfs
 import os
 import vbmachine
+
+# argv[6] "waits" (a fleet's boards): the Unix port's sleep_ms() and its poll() on a TLS socket, which wake
+# every 0.5-1 ms where a board sleeps until it is due, become host sleeps (vbtime, vbssl, vbselect). They
+# take ~3 KB of the heap, which on a real board is C in flash: a lone board keeps its heap for the firmware.
+HOST_WAITS = sys.argv[6:7] == ["waits"]
+if HOST_WAITS:
+    import vbtime
+    import vbssl
+    import vbselect
 
 SOFT_RAW = 10
 SOFT_FRIENDLY = 11
@@ -217,6 +226,9 @@ def emulate(cause):
     except OSError:
         vbmachine.CAUSE = cause
         sys.modules["machine"] = vbmachine
+        if HOST_WAITS:
+            for name, mod in (("time", vbtime), ("ssl", vbssl), ("select", vbselect)):
+                sys.modules[name] = mod
         return
     sys.path.insert(0, "/.vb/esp32")
     import vbhw

@@ -5,6 +5,8 @@ stdin/stdout, turns Ctrl-C (0x03) into SIGINT (as a board's UART IRQ raises Keyb
 appends all output to DIR/console.log, and restarts the interpreter when it exits with a reset code,
 after a deep sleep (DIR/rom/sleep.json), or when the emulated watchdog fired (DIR/rom/wdt.expired),
 telling it the reset cause machine.reset_cause() reports.
+
+`Board` is one such board and `serve()` the loop; group.py runs many boards in one supervisor with them.
 """
 import errno
 import json
@@ -16,7 +18,7 @@ import sys
 import time
 import tty
 from pathlib import Path
-from typing import Optional
+from typing import Callable, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = (b">>> ", b"\n>", b"\x04>")  # friendly prompt; raw REPL prompt, after its banner or a command
@@ -26,152 +28,258 @@ PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 # ESP32 port (modmachine.c): ESP_RST_SW (machine.reset()) and ESP_RST_PANIC report HARD_RESET; a soft
 # reboot (Ctrl-D, mpremote's soft reset) reports SOFT_RESET
 CAUSE_AFTER = {10: SOFT_RESET, 11: SOFT_RESET, 12: HARD_RESET, 13: DEEPSLEEP_RESET}
+HEARD_BY_S = 5.0  # an interpreter this old is past mounting its flash even if its banner went unseen
 
 
-def main(argv):
-    d, mp, heapsize, blocks = Path(argv[0]), argv[1], argv[2], argv[3]
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no echo, no line discipline: bytes as a UART passes them
-    os.set_blocking(master, False)
-    pty_path = os.ttyname(slave)
-    link = d / "tty"
-    link.unlink(missing_ok=True)
-    link.symlink_to(pty_path)
-    console = open(d / "console.log", "ab", buffering=0)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+def exec_spawner(mp: str) -> Callable:
+    """Start each interpreter as its own program (`mp`, the micropython command): a subprocess.Popen."""
+    def spawn(args: List[str], cwd: str):
+        return subprocess.Popen([mp] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, cwd=cwd, bufsize=0)
+    return spawn
 
-    rom = d / "rom"
-    cause = [PWRON_RESET]
 
-    def spawn(mode):
-        p = subprocess.Popen([mp, "-X", "heapsize=" + heapsize, str(HERE / "runtime.py"), str(d / "flash.img"),
-                              blocks, mode, str(rom), str(cause[0])], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, cwd=str(d), bufsize=0)
-        os.set_blocking(p.stdout.fileno(), False)
-        return p
+class Board:
+    """One virtual board: pty, interpreter (restarted on every reset), console.log and state.json in `d`.
 
-    def write_state(ready):
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps({"pid": os.getpid(), "pty": pty_path, "link": str(link), "ready": ready,
-                                   "heapsize": heapsize, "blocks": int(blocks)}))
-        tmp.replace(d / "state.json")
+    `spawn(args, cwd)` starts an interpreter and returns a Popen-like object (stdin, stdout, poll, wait,
+    kill, send_signal, pid). `extra` goes into state.json (group.py: which supervisor group); `runtime_args`
+    are added to runtime.py's."""
 
-    child = spawn("boot")
-    heard = False          # the interpreter is past mounting its flash: a Ctrl-C as SIGINT is safe
-    waiting = False        # its last output was a REPL prompt and no input went to it since
-    tail = b""
-    pending_int = 0.0      # when a Ctrl-C came that the interpreter could not take yet (0: none)
-    restarts = 0
-    sel = selectors.DefaultSelector()
-    sel.register(master, selectors.EVENT_READ, "pty")
-    sel.register(child.stdout, selectors.EVENT_READ, "mp")
-    write_state(True)
+    def __init__(self, d: Path, heapsize: str, blocks: str, spawn: Callable, sel, urgent: set,
+                 extra: Optional[dict] = None, runtime_args: Sequence[str] = ()):
+        self.d, self.heapsize, self.blocks, self._spawn_fn, self.sel = Path(d), heapsize, blocks, spawn, sel
+        self.runtime_args = list(runtime_args)  # after runtime.py's own: "waits" (see runtime.py)
+        self.urgent = urgent  # the boards with a Ctrl-C held back or a restart to come: serve() looks at them often
+        self.extra = extra or {}
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo, no line discipline: bytes as a UART passes them
+        os.set_blocking(self.master, False)
+        self.pty_path = os.ttyname(self.slave)
+        self.link = self.d / "tty"
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(self.pty_path)
+        self.console = open(self.d / "console.log", "ab", buffering=0)
+        self.rom = self.d / "rom"
+        self.cause = PWRON_RESET
+        self.child = None
+        self.heard = False         # the interpreter is past mounting its flash: a Ctrl-C as SIGINT is safe
+        self.waiting = False       # its last output was a REPL prompt and no input went to it since
+        self.tail = b""
+        self.pending_int = 0.0     # when a Ctrl-C came that the interpreter could not take yet (0: none)
+        self.restart_at: Optional[float] = None  # the interpreter is down until then (a crash pause, a deep sleep)
+        self.restart_mode = "boot"
+        self.restarts = 0
+        self.sel.register(self.master, selectors.EVENT_READ, (self, "pty"))
+        self.spawn("boot")
 
-    def to_pty(data):
+    def spawn(self, mode: str) -> None:
+        self.child = self._spawn_fn(["-X", "heapsize=" + self.heapsize, str(HERE / "runtime.py"),
+                                     str(self.d / "flash.img"), self.blocks, mode, str(self.rom), str(self.cause)] + self.runtime_args,
+                                    str(self.d))
+        os.set_blocking(self.child.stdout.fileno(), False)
+        self.sel.register(self.child.stdout, selectors.EVENT_READ, (self, "mp"))
+        self.spawned = time.monotonic()
+        self.heard = self.waiting = False
+        self.tail = b""
+        self.write_state(True)
+
+    def write_state(self, ready: bool) -> None:
+        tmp = self.d / "state.json.tmp"
+        tmp.write_text(json.dumps(dict({"pid": os.getpid(), "pty": self.pty_path, "link": str(self.link),
+                                        "ready": ready, "heapsize": self.heapsize, "blocks": int(self.blocks),
+                                        "child": self.child.pid}, **self.extra)))
+        tmp.replace(self.d / "state.json")
+
+    def alive(self) -> bool:
+        return self.child is not None and self.child.poll() is None
+
+    def to_pty(self, data: bytes) -> None:
         try:
-            os.write(master, data)
+            os.write(self.master, data)
         except OSError as e:  # nobody reading and the tty queue is full: the log keeps everything
             if e.errno not in (errno.EAGAIN, errno.EIO):
                 raise
 
-    def say(text):
+    def say(self, text: str) -> None:
         msg = f"\r\nvboard: {text}\r\n".encode()
-        console.write(msg)
-        to_pty(msg)
+        self.console.write(msg)
+        self.to_pty(msg)
 
-    while not stopping:
-        if pending_int and heard:
+    def _to_child(self, data: bytes) -> None:
+        try:
+            self.child.stdin.write(data)
+        except BrokenPipeError:
+            pass
+
+    def check(self, now: float) -> None:
+        """The host's requests (power cut) and the emulated watchdog; a Ctrl-C held back; a restart due."""
+        if self.pending_int and (self.heard or now - self.spawned > HEARD_BY_S):
             # a Ctrl-C from before the interpreter was up: nothing to interrupt once it sits at a prompt;
             # if it is still busy a moment later (main.py runs), interrupt it. A signal that landed while
             # the REPL reads could lose the byte it just read.
-            if waiting:
-                pending_int = 0.0
-            elif time.monotonic() - pending_int > 0.3 and child.poll() is None:
-                pending_int = 0.0
-                child.send_signal(signal.SIGINT)
-        if (rom / "power.cut").exists():  # the host cut the power: no clean anything, power-on afterwards
-            (rom / "power.cut").unlink()
-            if child.poll() is None:
-                child.kill()
-                cause[0] = PWRON_RESET
-                say("power cut: power-on")
-        if (rom / "wdt.expired").exists() and child.poll() is None:
-            (rom / "wdt.expired").unlink()
-            child.kill()  # its stdout closes: the restart below sees WDT_RESET
-            cause[0] = WDT_RESET
-            say("watchdog timeout: resetting")
-        for key, _ in sel.select(timeout=0.1):
-            if key.data == "pty":
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    continue
-                parts = data.split(b"\x03")
-                for i, part in enumerate(parts):
-                    if part and child.poll() is None:
-                        if part.strip(b"\r\n"):  # a bare Enter only brings the prompt back
-                            waiting = False
-                        try:
-                            child.stdin.write(part)
-                        except BrokenPipeError:
-                            pass
-                    if i < len(parts) - 1:  # a Ctrl-C
-                        if waiting and child.poll() is None:
-                            # at a prompt the REPL reads it as a key: a signal could land after the REPL
-                            # has read the next byte and lose that byte (mpremote's \x04 once)
-                            try:
-                                child.stdin.write(b"\x03")
-                            except BrokenPipeError:
-                                pass
-                        elif heard and child.poll() is None:
-                            child.send_signal(signal.SIGINT)
-                        else:
-                            pending_int = pending_int or time.monotonic()
-            else:
-                try:
-                    data = child.stdout.read(65536)
-                except BlockingIOError:
-                    continue
-                if data:
-                    console.write(data)
-                    to_pty(data)
-                    tail = (tail + data)[-64:]  # output arrives in any chunks: look at its last bytes
-                    waiting = tail.endswith(PROMPTS)  # the REPL waits for input, nothing sent since
-                    # past mounting the flash, a KeyboardInterrupt is caught (boot, REPL): signals may go
-                    heard = heard or waiting or b"vboard: boot" in tail
-                    continue
-                # the interpreter ended: reset (restart) or crash (restart after a pause, like a watchdog)
-                sel.unregister(child.stdout)
-                rc = child.wait()
-                mode = RESTART.get(rc)
-                if cause[0] in (WDT_RESET, PWRON_RESET) and rc < 0:  # killed by us: watchdog or power cut
-                    mode = "boot"
-                elif mode is None:
-                    say(f"interpreter exited with code {rc}; rebooting in 1 s")
-                    time.sleep(1)
-                    mode = "boot"
-                    cause[0] = HARD_RESET  # as a panic reboot reports
-                elif rc in CAUSE_AFTER:
-                    cause[0] = CAUSE_AFTER[rc]
-                if rc == 13:
-                    ms = _sleep_ms(rom)
-                    say(f"deep sleep for {ms} ms" if ms is not None else "deep sleep with no timer: "
-                        "'sensorpub vboard stop' and start again to power-cycle")
-                    end = time.monotonic() + (ms / 1000 if ms is not None else 1e9)
-                    while not stopping and time.monotonic() < end:
-                        time.sleep(min(0.05, max(0, end - time.monotonic())))
-                restarts += 1
-                child = spawn(mode)
-                heard = waiting = False
-                tail = b""
-                sel.register(child.stdout, selectors.EVENT_READ, "mp")
-    if child.poll() is None:
-        child.kill()
-        child.wait()
-    link.unlink(missing_ok=True)
-    (d / "state.json").unlink(missing_ok=True)
+            if self.waiting:
+                self.pending_int = 0.0
+            elif now - self.pending_int > 0.3 and self.alive():
+                self.pending_int = 0.0
+                self.child.send_signal(signal.SIGINT)
+        if (self.rom / "power.cut").exists():  # the host cut the power: no clean anything, power-on afterwards
+            (self.rom / "power.cut").unlink()
+            if self.alive() or self.restart_at is not None:
+                self.cause = PWRON_RESET
+                self.say("power cut: power-on")
+                if self.alive():
+                    self.child.kill()
+                else:  # it was down (a crash pause, a deep sleep): power comes back now
+                    self.restart_at, self.restart_mode = now, "boot"
+        if self.alive() and (self.rom / "wdt.expired").exists():
+            (self.rom / "wdt.expired").unlink()
+            self.child.kill()  # its stdout closes: the restart sees WDT_RESET
+            self.cause = WDT_RESET
+            self.say("watchdog timeout: resetting")
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restart_at = None
+            self.restarts += 1
+            self.spawn(self.restart_mode)
+            self.sel.register(self.master, selectors.EVENT_READ, (self, "pty"))  # its input, held meanwhile
+        self.track()
+
+    def track(self) -> None:
+        if self.pending_int or self.restart_at is not None:
+            self.urgent.add(self)
+        else:
+            self.urgent.discard(self)
+
+    def on_pty(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        parts = data.split(b"\x03")
+        for i, part in enumerate(parts):
+            if part and self.alive():
+                if part.strip(b"\r\n"):  # a bare Enter only brings the prompt back
+                    self.waiting = False
+                self._to_child(part)
+            if i < len(parts) - 1:  # a Ctrl-C
+                if self.waiting and self.alive():
+                    # at a prompt the REPL reads it as a key: a signal could land after the REPL
+                    # has read the next byte and lose that byte (mpremote's \x04 once)
+                    self._to_child(b"\x03")
+                elif self.heard and self.alive():
+                    self.child.send_signal(signal.SIGINT)
+                else:
+                    self.pending_int = self.pending_int or time.monotonic()
+                    self.track()
+
+    def on_output(self) -> None:
+        try:
+            data = self.child.stdout.read(65536)
+        except BlockingIOError:
+            return
+        if data:
+            self.console.write(data)
+            self.to_pty(data)
+            seen = self.tail + data  # output arrives in any chunks, a busy supervisor reads many lines at once
+            self.tail = seen[-64:]
+            self.waiting = self.tail.endswith(PROMPTS)  # the REPL waits for input, nothing sent since
+            # past mounting the flash, a KeyboardInterrupt is caught (boot, REPL): signals may go
+            self.heard = self.heard or self.waiting or b"vboard: boot" in seen
+            return
+        # the interpreter ended: reset (restart) or crash (restart after a pause, like a watchdog)
+        self.sel.unregister(self.child.stdout)
+        rc = self.child.wait()
+        self.child.stdout.close()
+        self.child.stdin.close()
+        mode = RESTART.get(rc)
+        delay = 0.0
+        if self.cause in (WDT_RESET, PWRON_RESET) and rc < 0:  # killed by us: watchdog or power cut
+            mode = "boot"
+        elif mode is None:
+            self.say(f"interpreter exited with code {rc}; rebooting in 1 s")
+            delay, mode = 1.0, "boot"
+            self.cause = HARD_RESET  # as a panic reboot reports
+        elif rc in CAUSE_AFTER:
+            self.cause = CAUSE_AFTER[rc]
+        if rc == 13:
+            ms = _sleep_ms(self.rom)
+            self.say(f"deep sleep for {ms} ms" if ms is not None else "deep sleep with no timer: "
+                     "'sensorpub vboard stop' and start again to power-cycle")
+            delay = ms / 1000 if ms is not None else 1e9
+        if delay:  # down for a while: its pty input waits in the tty for the next interpreter
+            self.sel.unregister(self.master)
+            self.restart_at, self.restart_mode = time.monotonic() + delay, mode
+            self.track()
+        else:
+            self.restarts += 1
+            self.spawn(mode)
+
+    def kill(self) -> None:
+        """Power off: the interpreter is killed (reap() waits for it)."""
+        if self.alive():
+            self.child.kill()
+
+    def reap(self) -> None:
+        self.urgent.discard(self)
+        for f in (self.master, self.child and self.child.stdout):
+            try:
+                self.sel.unregister(f)
+            except (KeyError, ValueError):
+                pass
+        if self.child is not None:
+            self.child.wait()
+            self.child.stdout.close()
+            self.child.stdin.close()
+        for f in (self.master, self.slave):
+            os.close(f)
+        self.console.close()
+        self.link.unlink(missing_ok=True)
+        (self.d / "state.json").unlink(missing_ok=True)
+
+
+def serve(boards: List[Board], sel, urgent: set, stopping: list, scan_s: float = 0.1,
+          scan_now: Optional[list] = None, on_scan: Callable[[Board], bool] = lambda b: False) -> None:
+    """Run `boards` until `stopping` holds something. Each board's host files are looked at every `scan_s`
+    (and at once when `scan_now` holds something); `on_scan(board)` True takes a board out (it was stopped).
+    The `urgent` ones (a Ctrl-C held back, a restart to come) are looked at whenever the loop wakes."""
+    next_scan = 0.0
+    while not stopping and boards:
+        now = time.monotonic()
+        if now >= next_scan or scan_now:
+            if scan_now:
+                scan_now.clear()
+            next_scan = now + scan_s
+            for b in list(boards):
+                if on_scan(b):
+                    boards.remove(b)
+                else:
+                    b.check(now)
+        else:
+            for b in list(urgent):
+                b.check(now)
+        wake = next_scan
+        for b in urgent:
+            wake = min(wake, now + 0.1 if b.pending_int else b.restart_at or wake)
+        for key, _ in sel.select(timeout=max(0.0, wake - time.monotonic())):
+            board, what = key.data
+            if what == "pty":
+                board.on_pty()
+            elif board.child is not None:
+                board.on_output()
+    for b in boards:
+        b.kill()
+    for b in boards:
+        b.reap()
+
+
+def main(argv):
+    d, mp, heapsize, blocks = Path(argv[0]), argv[1], argv[2], argv[3]
+    stopping: list = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    sel = selectors.DefaultSelector()
+    urgent: set = set()
+    serve([Board(d, heapsize, blocks, exec_spawner(mp), sel, urgent)], sel, urgent, stopping)
 
 
 def _sleep_ms(rom: Path) -> Optional[int]:
