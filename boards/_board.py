@@ -11,6 +11,7 @@
 #   reset_cause()        why the board started: power_on, hard, watchdog, deep_sleep, soft, brownout, other
 #   watchdog(timeout_s)  arm the hardware watchdog; True if armed, False if the board has none
 #   feed()               feed it: every pass of the loop and every 250 ms of any wait
+#   rssi()               the Wi-Fi signal in dBm (a health field); None while not joined, or with no Wi-Fi
 #
 # Sensors: one module per driver, boards/_sensor_<name>.py, whose Sensor(cfg) has read() -> dict of fields.
 # A board's SENSORS names the ones it offers, its default first; sensor() imports the configured one only,

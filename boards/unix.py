@@ -27,7 +27,7 @@ class Board:
     def sync_time(self):
         return True  # the Unix port's clock is the host's, already NTP-synced
 
-    def feed(self, *_):  # also network_up(tick) (the host's network is always up) and led(on) (there is none)
-        pass
+    def feed(self, *_):  # also network_up(tick) (the host's network is always up), led(on) and rssi() (there is
+        pass             # neither LED nor Wi-Fi)
 
-    network_up = led = feed
+    network_up = led = rssi = feed

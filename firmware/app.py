@@ -7,23 +7,12 @@ import time
 from collections import OrderedDict
 
 import log
-from contract import ERROR_FIELD, READING_FIELDS, STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR, TELEMETRY_LEAF
+from contract import (ERROR_FIELD, HEALTH_FIELDS, READING_FIELDS, STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR,
+                      TELEMETRY_LEAF)
 from outbox import SLOT, Outbox
 
 _SEP = (",", ":")  # compact JSON
 _EPOCH = 0 if time.gmtime(0)[0] == 1970 else 946684800  # some ports count from 2000
-
-
-def _retry(what, fn, cap):
-    # run fn until it works, logging one line per failure and backing off 1, 2, 4... cap s
-    delay = 1
-    while True:
-        try:
-            return fn()
-        except (OSError, ValueError) as e:  # config.ConfigError and creds.CredsError are ValueErrors
-            log.error("%s: %s; retrying in %d s" % (what, e, delay))
-        time.sleep(delay)
-        delay = min(delay * 2, cap)
 
 
 def _ts(synced):
@@ -33,20 +22,24 @@ def _ts(synced):
 
 
 class Publisher:
-    def __init__(self, cfg, board, ctx):
+    def __init__(self, cfg, board, ctx, expires=None, online=None):
+        # expires: the client certificate's notAfter (time.mktime); online: the status document (startup.prepare)
         from session import Session  # imported late: umqtt and select cost RAM
         self.cfg = cfg
         self.board = board
+        self.expires = expires
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev + "/"
         self.topic = pre + TELEMETRY_LEAF
-        self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, board.reset_cause(), self.clock)
+        self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, online, self.clock)
         self.box = Outbox(cfg["outbox_slots"], dev)
         # the fixed fields first and in order (a dict's order is its hash table's): the outbox stores a reading
         # that starts with its device_id and seq without them
         r = OrderedDict()  # type: dict
-        for k in READING_FIELDS:
+        for k in READING_FIELDS + HEALTH_FIELDS:  # sized for a health reading now, before TLS takes the heap
             r[k] = None
+        for k in HEALTH_FIELDS:
+            del r[k]
         r[READING_FIELDS[0]] = dev
         self.reading = r
         self.t0 = time.ticks_ms()
@@ -62,8 +55,7 @@ class Publisher:
         if not self.synced:
             self.synced = self.board.sync_time()
         if not self.synced and time.gmtime()[0] < 2025:
-            raise OSError("clock not set: no answer from NTP server '%s' (ntp_host), and TLS needs the date to "
-                          "check the broker's certificate" % self.cfg["ntp_host"])
+            raise OSError(_say("clock_unset", self.cfg["ntp_host"]))
 
     def read(self):
         r = self.reading
@@ -82,12 +74,32 @@ class Publisher:
         except Exception as e:  # a failing sensor never stops publishing
             r[st] = STATUS_SENSOR_ERROR
             r[ERROR_FIELD] = ("%s %s" % (type(e).__name__, e))[:80]
+        n = self.cfg["health_every"]
+        if n and r[seq] % n == 0:
+            self.health(r)
         b = json.dumps(r, separators=_SEP).encode()
+        if len(b) >= SLOT and n:  # health fields are what gives way, never the reading
+            for k in HEALTH_FIELDS:
+                r.pop(k, None)
+            b = json.dumps(r, separators=_SEP).encode()
         if len(b) >= SLOT:
             raise ValueError("reading too large for an outbox slot")
         if not self.box.put(b):
             log.warn("outbox full (%d slots): dropped the oldest reading" % self.box.n)
         del b
+
+    def health(self, r):
+        # the health fields (contract.HEALTH_FIELDS), after the sensor's
+        heap, rssi, rec, queued, days = HEALTH_FIELDS
+        gc.collect()
+        r[heap] = gc.mem_free()
+        v = self.board.rssi()
+        if v is not None:
+            r[rssi] = v
+        r[rec] = max(0, self.sess.connects - 1)
+        r[queued] = len(self.box)
+        if self.expires is not None and self.synced:
+            r[days] = (self.expires - time.mktime(time.gmtime())) // 86400
 
     def run(self):
         try:
@@ -114,8 +126,9 @@ class Publisher:
         self.busy = True
         try:
             self.read()
-        except (OSError, ValueError) as e:  # flash full, a reading too large: say so, keep sampling
-            log.error("reading seq %d not stored: %s" % (self.box.next_seq(), _why_store(e)))
+        except (OSError, ValueError, MemoryError) as e:  # flash full, a reading too large, no RAM left for
+            # it while a TLS handshake holds the heap: say so, keep sampling
+            log.error("reading seq %d not stored: %s" % (self.box.next_seq(), _say("store_failed", e)))
         finally:
             self.busy = False
         self.cycles += 1
@@ -160,45 +173,45 @@ class Publisher:
             self.sess.idle(max(0, min(wait, left)))
 
 
-def _why_store(e):
-    if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
-        return "flash full (ENOSPC): free space with 'mpremote fs rm' or lower outbox_slots"
-    return "%s %s" % (type(e).__name__, e)
+def _say(what, arg):
+    # a rare line from reasons.py, loaded at the first failure and not before (RAM)
+    try:
+        import reasons
+        return getattr(reasons, what)(arg)
+    except (ImportError, MemoryError):  # an incomplete flash, or no RAM for it: the bare facts
+        return "%s: %s" % (what, arg)
 
 
 def main(board_name="board"):
     # never fall to the REPL: an unexpected error prints its traceback and the publisher restarts with
     # back-off (5, 10, 20... 60 s); a missing module (an incomplete flash) is one line naming it
     delay = 5
+    n = 0  # this boot's number, counted once
     while True:
         try:
-            board_module = __import__(board_name)
-            run(board_module)
+            import startup  # once a start, then dropped: its code (and config's, creds') costs no RAM afterwards
+            n = n or startup.count()
+            args = startup.prepare(__import__(board_name), n)
+            del sys.modules["startup"], startup
+            gc.collect()  # before session.py and umqtt load: a board given .py sources compiles them now
+            p = Publisher(*args)
+            del args
+            sys.modules.pop("contract", None)  # every module took the facts it uses: the table itself can go
+            gc.collect()
+            p.run()
             return  # only with max_cycles
         except ImportError as e:
-            if "umqtt" in str(e):
-                log.error("umqtt.simple missing (%s): this MicroPython build does not freeze it; flash stock ESP32 "
-                          "MicroPython 1.23+ or run 'mpremote mip install umqtt.simple'; retrying in %d s" % (e, delay))
-            else:
-                log.error("firmware incomplete (%s): re-run 'sensorpub flash'; retrying in %d s" % (e, delay))
+            try:
+                import reasons
+                line = reasons.missing_module(e)
+            except ImportError:  # reasons.py is what is missing
+                line = "firmware incomplete (%s): re-run 'sensorpub flash'" % e
+            log.error("%s; retrying in %d s" % (line, delay))
         except Exception as e:
             log.error("fatal: %s %s; restarting the publisher in %d s" % (type(e).__name__, e, delay))
             sys.print_exception(e)
+        p = None  # type: ignore[assignment]  # the failed publisher: its RAM goes to the next start
+        sys.modules.pop("startup", None)
         gc.collect()
         time.sleep(delay)
         delay = min(delay * 2, 60)
-
-
-def run(board_module):
-    gc.collect()
-    import config
-    cfg = _retry("config", config.load, 60)
-    del sys.modules["config"], config  # its defaults and checks are done with: the RAM goes to TLS
-    log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"],
-                                                     board_module.NAME))
-    board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
-    import creds
-    ctx = _retry("credentials", creds.context, cfg["backoff_cap_s"])
-    del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
-    gc.collect()
-    Publisher(cfg, board, ctx).run()

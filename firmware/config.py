@@ -28,6 +28,7 @@ DEFAULTS = {
     "seed": (1, int),                # simulated sensors only
     "max_cycles": (0, int),          # 0: forever; tests and benchmarks stop after N readings
     "wdt_s": (60, int),              # hardware watchdog timeout; 0: off. It keeps running at the REPL
+    "health_every": (10, int),       # every Nth reading carries the health fields; 0: never
 }
 # allowed range of every numeric key (inclusive)
 BOUNDS = {
@@ -46,6 +47,7 @@ BOUNDS = {
     "seed": (0, 0x7FFFFFFF),
     "max_cycles": (0, 1000000000),
     "wdt_s": (0, 3600),
+    "health_every": (0, 1000000),
 }
 REQUIRED = ("device_id", "broker_host")
 
@@ -69,7 +71,7 @@ def validate(user, path=PATH):
     # also run on the host by 'sensorpub flash', so a bad config never reaches a board
     if not isinstance(user, dict):
         raise ConfigError(path + " must hold a JSON object")
-    cfg = {}  # type: dict
+    cfg = dict.fromkeys(DEFAULTS)  # type: dict  # sized once for every key: a grown table holds ~half empty slots
     for k in DEFAULTS:
         cfg[k] = DEFAULTS[k][0]
     for k in user:

@@ -13,9 +13,14 @@ ERROR_FIELD = "error"
 STATUS_OK = "ok"
 STATUS_SENSOR_ERROR = "sensor_error"
 
-# the status document: online with the reset cause after each CONNECT, offline as the Last Will (lost) or
-# on a planned stop (stopped)
-STATUS_ONLINE = '{"state":"online","reset":"%s"}'
+# health: every health_every-th reading also carries these (numbers; rssi only with Wi-Fi, cert_days only
+# once the clock is set)
+HEALTH_FIELDS = ("heap_free", "rssi", "reconnects", "queued", "cert_days")
+
+# the status document: online after each CONNECT with the reset cause, firmware version, board,
+# MicroPython version and boot count; offline as the Last Will (lost) or on a planned stop (stopped)
+STATUS_ONLINE = '{"state":"online","reset":"%s","fw":"%s","board":"%s","mp":"%s","boots":%d}'
+FW_VERSION = "0.2.0"          # this firmware's version: the host package's own (sensorpub --version)
 STATUS_LOST = b'{"state":"offline","reason":"lost"}'
 STATUS_STOPPED = b'{"state":"offline","reason":"stopped"}'
 

@@ -2,6 +2,7 @@
 import gc
 import ssl
 import sys
+import time
 
 from contract import CA_FILE, CERT_DIR, CERT_FILE, KEY_FILE
 
@@ -44,10 +45,12 @@ def _read(name):
 
 
 def context():
+    # (the TLS context, the certificate's notAfter in this port's epoch seconds or None)
     cert, key, ca = _read(CERT_FILE), _read(KEY_FILE), _read(CA_FILE)
-    import certinfo  # loaded for one check, then dropped: its RAM goes to the TLS context
+    import certinfo  # loaded for two facts, then dropped: its RAM goes to the TLS context
     try:
         pub = certinfo.public_key(key)
+        dates = certinfo.validity(cert)
     finally:
         del sys.modules["certinfo"], certinfo
     if pub is not None and pub not in cert:  # TLS would fail later with a reason that names neither file
@@ -66,4 +69,4 @@ def context():
     except (ValueError, OSError) as e:
         raise CredsError("%s/%s or %s cannot be used (%s): %s" % (DIR, CERT_FILE, KEY_FILE, e, FIX))
     del cert, key, ca
-    return ctx
+    return ctx, (time.mktime(dates[1] + (0, 0)) if dates else None)

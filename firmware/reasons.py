@@ -4,8 +4,6 @@ import errno
 import sys
 import time
 
-from umqtt.simple import MQTTException
-
 from contract import CA_FILE, CERT_DIR, CERT_FILE
 
 _TIMEOUTS = (errno.ETIMEDOUT, errno.EAGAIN, errno.EINPROGRESS)  # what a socket timeout raises
@@ -58,6 +56,7 @@ def why(e):
         return "OSError %s" % (e.args,)
     if isinstance(e, ValueError):  # mbedTLS verify failure, as MicroPython raises it
         return "%s (%s)" % (_HINTS[-0x2700], str(e).strip())
+    from umqtt.simple import MQTTException  # here, not at the top: missing_module() works without umqtt
     if isinstance(e, MQTTException):
         return "CONNACK refused, code %s (1-5: protocol, id, unavailable, user, not authorised)" % (e.args,)
     if isinstance(e, MemoryError):
@@ -100,3 +99,23 @@ def refused_after_handshake():
                     "certificate's dates are wrong" % (CERT_DIR, CERT_FILE, _date(v[0])))
     return ("the broker ended the connection at the TLS handshake: it refused our certificate "
             "(revoked? issued by another CA?), or it is shutting down; its log says which")
+
+
+# the app's rare lines, kept here so they cost no RAM until they are needed
+
+def clock_unset(ntp_host):
+    return ("clock not set: no answer from NTP server '%s' (ntp_host), and TLS needs the date to check the "
+            "broker's certificate" % ntp_host)
+
+
+def store_failed(e):
+    if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
+        return "flash full (ENOSPC): free space with 'mpremote fs rm' or lower outbox_slots"
+    return "%s %s" % (type(e).__name__, e)
+
+
+def missing_module(e):
+    if "umqtt" in str(e):
+        return ("umqtt.simple missing (%s): this MicroPython build does not freeze it; flash stock ESP32 "
+                "MicroPython 1.23+ or run 'mpremote mip install umqtt.simple'" % e)
+    return "firmware incomplete (%s): re-run 'sensorpub flash'" % e

@@ -13,8 +13,8 @@ from micropython import const
 from umqtt import simple as _mq
 from umqtt.simple import MQTTClient, MQTTException
 
-import contract
 import log
+from contract import STATUS_LOST, STATUS_STOPPED
 
 if False:  # for the type checker only; costs nothing on the board
     from typing import Any
@@ -33,7 +33,9 @@ class _Link:
     # ETIMEDOUT instead of hanging. Writes are buffered until the next read, flush() or close(), so each
     # MQTT packet leaves as one TLS record. umqtt writes topics and the client id as str, and the fixed
     # header and packet id as write(bytearray, n) (shared/umqtt-simple/socket-calls.json).
-    def __init__(self, sock, timeout_ms, tick=None):
+    def __init__(self, sock, timeout_ms, tick, mv):
+        # mv: the write buffer (a memoryview of _WBUF bytes), the session's for its lifetime: a reconnect
+        # with a fragmented heap needs no new block for it
         self.s = sock
         self.t = timeout_ms
         self.tick = tick  # called every 250 ms while a read waits: readings stay on schedule
@@ -41,8 +43,7 @@ class _Link:
         self.p = select.poll()
         self.p.register(sock, select.POLLIN)
         self.rx = time.ticks_ms()
-        self.buf = bytearray(_WBUF)
-        self.mv = memoryview(self.buf)
+        self.mv = mv
         self.n = 0
 
     def setblocking(self, flag):
@@ -84,7 +85,7 @@ class _Link:
             self.flush()
         if n > _WBUF:
             return self.s.write(b)
-        self.buf[self.n:self.n + n] = b
+        self.mv[self.n:self.n + n] = b
         self.n += n
         return n
 
@@ -102,6 +103,7 @@ class _Tls:
         self.t = timeout_ms
         self.tick = tick
         self.link = None  # type: Any
+        self.mv = memoryview(bytearray(_WBUF))  # every link's write buffer, allocated once
         self.reached = False  # the last attempt got a TCP connection (wrap_socket is called after it)
 
     def wrap_socket(self, sock, server_hostname=None):
@@ -110,7 +112,7 @@ class _Tls:
             sock.setsockopt(_NODELAY[0], _NODELAY[1], 1)
         except (OSError, TypeError):  # a port without TCP_NODELAY: coalescing alone keeps one record per packet
             pass
-        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t, self.tick)
+        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t, self.tick, self.mv)
         return self.link
 
 
@@ -187,17 +189,19 @@ class Session:
     # tick: called while the session waits (CONNACK, PUBACK, Wi-Fi join, idle), so the caller takes its
     # readings on schedule whatever the link does. The waits MicroPython cannot interrupt (the TCP connect,
     # the TLS handshake) are capped at one interval: a reading is at most that late.
-    # Status payloads (retained): ONLINE % reset cause after each CONNECT, OFFLINE_LOST as the Last Will,
-    # OFFLINE_STOPPED on a planned stop.
-    ONLINE = contract.STATUS_ONLINE
-    OFFLINE_LOST = contract.STATUS_LOST
-    OFFLINE_STOPPED = contract.STATUS_STOPPED
+    # Status payloads (retained): `online` (contract.STATUS_ONLINE filled in, bytes) after each CONNECT,
+    # OFFLINE_LOST as the Last Will, OFFLINE_STOPPED on a planned stop.
+    OFFLINE_LOST = STATUS_LOST
+    OFFLINE_STOPPED = STATUS_STOPPED
 
-    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, reset_cause="unknown", clock=None):
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, online=None, clock=None):
         self.cfg = cfg
         self.tick = tick
         self.clock = clock  # raises OSError while the clock is unset, so no TLS starts without a date
-        self.online = (self.ONLINE % reset_cause).encode()
+        if online is None:  # a session built by a test or tool: the firmware passes startup.prepare()'s
+            from contract import STATUS_ONLINE
+            online = (STATUS_ONLINE % ("unknown", "-", "-", "-", 0)).encode()
+        self.online = online
         self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
         self.net = _Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
         _mq.socket = self.net  # type: ignore[attr-defined]  # the module global every version connects with
@@ -207,6 +211,7 @@ class Session:
         self.fresh = False  # connected, and nothing published on this connection yet
         self.denied = 0     # connections in a row the broker closed at their first publish
         self.attempt = 0
+        self.connects = 0   # connections since boot
         self.retry_at = time.ticks_ms()
         self.last_connect = time.ticks_add(time.ticks_ms(), -10000)
         self.last_tx = 0  # type: Any
@@ -302,6 +307,7 @@ class Session:
             return False
         link = self.tls.link
         link.t = self.ack_ms
+        self.connects += 1
         self.fresh = True
         self.ping_at = None
         try:

@@ -1,2 +1,2 @@
 """sensorpub host tools: PKI, broker, flashing, virtual board, verification, AWS IoT."""
-__version__ = "0.1.0"
+from .contract import FW_VERSION as __version__  # one version: the host tools and the firmware they flash

@@ -22,9 +22,19 @@ STATUS_OK = "ok"
 STATUS_SENSOR_ERROR = "sensor_error"
 STATUSES = (STATUS_OK, STATUS_SENSOR_ERROR)
 
-# The status document (retained JSON on STATUS): {STATE_KEY: ONLINE, RESET_KEY: <reset cause>} after each
-# CONNECT; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as the Last Will, REASON_KEY: STOPPED on a planned stop.
+# Health fields: every `health_every`-th reading (config, default 10; 0 never) also carries these, all numbers:
+# free heap bytes, Wi-Fi RSSI in dBm (only on boards with Wi-Fi), reconnects since boot, readings waiting in
+# the outbox, whole days until the client certificate expires (absent when the board has no clock).
+HEALTH_FIELDS = ("heap_free", "rssi", "reconnects", "queued", "cert_days")
+HEAP_FIELD, RSSI_FIELD, RECONNECTS_FIELD, QUEUED_FIELD, CERT_DAYS_FIELD = HEALTH_FIELDS
+
+# The status document (retained JSON on STATUS): after each CONNECT {STATE_KEY: ONLINE, RESET_KEY: <reset cause>,
+# FW_KEY: <sensorpub firmware version>, BOARD_KEY: <board module>, MP_KEY: <MicroPython version>, BOOTS_KEY: <boot
+# count>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as the Last Will, REASON_KEY: STOPPED on a planned stop.
 STATE_KEY, RESET_KEY, REASON_KEY = "state", "reset", "reason"
+FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY = "fw", "board", "mp", "boots"
+ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY)
+FW_VERSION = "0.2.0"          # the firmware 'sensorpub flash' writes reports this as FW_KEY (= sensorpub --version)
 ONLINE, OFFLINE = "online", "offline"
 LOST, STOPPED = "lost", "stopped"
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .contract import (ERROR_FIELD, ID_FIELD, READING_FIELDS, ROOT, SEQ_FIELD, STATE_KEY, STATUS, STATUS_FIELD,
+from .contract import (ERROR_FIELD, HEALTH_FIELDS, ID_FIELD, READING_FIELDS, ROOT, SEQ_FIELD, STATE_KEY, STATUS, STATUS_FIELD,
                        STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR, STATUSES, TELEMETRY, TELEMETRY_LEAF, TS_FIELD,
                        UPTIME_FIELD)
 from .errors import CommandError
 
 # exit statuses of `sensorpub verify` (1: other errors, 2: usage)
 EXIT_CONNECT, EXIT_TIMEOUT, EXIT_GAPS, EXIT_MALFORMED = 3, 4, 5, 6
-RESERVED = {*READING_FIELDS, ERROR_FIELD}  # every other field is a sensor value
+RESERVED = {*READING_FIELDS, ERROR_FIELD, *HEALTH_FIELDS}  # every other field is a sensor value
 
 
 def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]:
@@ -52,6 +52,9 @@ def validate(topic: str, payload: bytes) -> Tuple[Optional[dict], Optional[str]]
     status = msg.get(STATUS_FIELD)
     if status not in STATUSES:
         return None, f"{STATUS_FIELD} {status!r} is not one of {', '.join(STATUSES)}"
+    bad = [k for k in HEALTH_FIELDS if k in msg and not num(msg[k])]
+    if bad:
+        return None, f"health field {bad[0]} is not a number"
     values = {k: v for k, v in msg.items() if k not in RESERVED}
     if any(not (num(v) or v is None) for v in values.values()):
         return None, "a sensor value is not a number"
@@ -212,6 +215,35 @@ class Endpoint:
     clean_session: bool = True
 
 
+def tls_context(ep: Endpoint) -> ssl.SSLContext:
+    """The client's TLS: the server certificate verified against ep.ca_file (always), ep's certificate sent."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from .pki import load_cert
+    for p in (ep.ca_file, ep.cert_file, ep.key_file):
+        if not Path(p).exists():
+            raise CommandError(f"{p} is missing: run 'sensorpub pki verifier' (and 'pki init') first")
+    ca_pem = load_cert(Path(ep.ca_file)).public_bytes(Encoding.PEM).decode()  # PEM or DER file
+    ctx = ssl.create_default_context(cadata=ca_pem)  # CERT_REQUIRED + hostname check, always
+    ctx.load_cert_chain(str(ep.cert_file), str(ep.key_file))
+    if ep.alpn:
+        ctx.set_alpn_protocols([ep.alpn])
+    return ctx
+
+
+def connect(client, ep: Endpoint) -> None:
+    """client.connect() with every way it fails as one line (exit status EXIT_CONNECT)."""
+    try:
+        client.connect(ep.host, ep.port, keepalive=30)
+    except ssl.SSLCertVerificationError as e:
+        raise CommandError(f"the server at {ep.host}:{ep.port} is not trusted by {ep.ca_file}: {e.verify_message}", EXIT_CONNECT) from None
+    except ssl.SSLError as e:
+        raise CommandError(f"TLS with {ep.host}:{ep.port} failed: {e.reason or e}", EXIT_CONNECT) from None
+    except ConnectionRefusedError:
+        raise CommandError(f"nothing listens on {ep.host}:{ep.port}: start it with 'sensorpub broker start'", EXIT_CONNECT) from None
+    except OSError as e:
+        raise CommandError(f"cannot reach {ep.host}:{ep.port}: {e.strerror or e}", EXIT_CONNECT) from None
+
+
 def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, count: int = 0,
                timeout: float = 60.0, on_line: Callable[[str], None] = print) -> bool:
     """Subscribe and feed the tracker until `count` valid readings from `device` arrived or timeout.
@@ -219,9 +251,7 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
     Returns True when the target was reached (or no target was set)."""
     import paho.mqtt.client as mqtt
 
-    for p in (ep.ca_file, ep.cert_file, ep.key_file):
-        if not Path(p).exists():
-            raise CommandError(f"{p} is missing: run 'sensorpub pki verifier' (and 'pki init') first")
+    ctx = tls_context(ep)  # first: a missing file is the first thing to say
     done = threading.Event()
     failure: List[str] = []
 
@@ -240,26 +270,10 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ep.client_id,
                          clean_session=ep.clean_session, protocol=mqtt.MQTTv311)
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from .pki import load_cert
-    ca_pem = load_cert(Path(ep.ca_file)).public_bytes(Encoding.PEM).decode()  # PEM or DER file
-    ctx = ssl.create_default_context(cadata=ca_pem)  # CERT_REQUIRED + hostname check, always
-    ctx.load_cert_chain(str(ep.cert_file), str(ep.key_file))
-    if ep.alpn:
-        ctx.set_alpn_protocols([ep.alpn])
     client.tls_set_context(ctx)
     client.on_connect = on_connect
     client.on_message = on_message
-    try:
-        client.connect(ep.host, ep.port, keepalive=30)
-    except ssl.SSLCertVerificationError as e:
-        raise CommandError(f"the server at {ep.host}:{ep.port} is not trusted by {ep.ca_file}: {e.verify_message}", EXIT_CONNECT) from None
-    except ssl.SSLError as e:
-        raise CommandError(f"TLS with {ep.host}:{ep.port} failed: {e.reason or e}", EXIT_CONNECT) from None
-    except ConnectionRefusedError:
-        raise CommandError(f"nothing listens on {ep.host}:{ep.port}: start it with 'sensorpub broker start'", EXIT_CONNECT) from None
-    except OSError as e:
-        raise CommandError(f"cannot reach {ep.host}:{ep.port}: {e.strerror or e}", EXIT_CONNECT) from None
+    connect(client, ep)
     client.loop_start()
     try:
         done.wait(timeout)

@@ -7,6 +7,7 @@ import re
 import time
 
 from helpers import collect, persistent_verifier, wait_for_seq
+import host_tools
 from host_tools.verify import Tracker
 
 
@@ -55,7 +56,10 @@ def test_ctrl_c_is_a_planned_stop_offline_and_disconnect_not_the_last_will(flash
     con.expect(r"published seq \d+", timeout=20)
     sub = client_for(fleet, "verifier", broker.port)
     col = Collector(sub, "devices/dev1/status")
-    assert json.loads(col.wait_for(1, timeout=10)[0][1]) == {"state": "online", "reset": "hard"}  # retained; flash ends with machine.reset()
+    doc = json.loads(col.wait_for(1, timeout=10)[0][1])  # retained; flash ends with machine.reset()
+    assert {k: doc.pop(k) for k in ("state", "reset", "fw", "board")} == {
+        "state": "online", "reset": "hard", "fw": host_tools.__version__, "board": "unix"}
+    assert re.fullmatch(r"1\.\d+\.\d+", doc.pop("mp")) and doc.pop("boots") >= 1 and doc == {}, doc
     r = mpremote(con.vb.port, "exec", "print('at the REPL')")  # Ctrl-C first, as every mpremote command
     assert r.returncode == 0 and "at the REPL" in r.stdout, r.stderr
     con.expect(r"stopped: status offline, DISCONNECT sent", timeout=10)

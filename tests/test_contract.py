@@ -15,11 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # host names derived from the facts compared below (or helpers): not facts of their own
 HOST_DERIVED = {"TELEMETRY", "STATUS", "DEVICE_LEAVES", "ID_FIELD", "SEQ_FIELD", "TS_FIELD", "UPTIME_FIELD",
-                "STATUS_FIELD", "STATUSES", "CRED_FILES", "device_topic"}
-CAUSE = "watchdog"  # any reset cause: the online document carries it
+                "STATUS_FIELD", "STATUSES", "CRED_FILES", "device_topic", "HEAP_FIELD", "RSSI_FIELD",
+                "RECONNECTS_FIELD", "QUEUED_FIELD", "CERT_DAYS_FIELD", "RESET_KEY", "FW_KEY", "BOARD_KEY", "MP_KEY",
+                "BOOTS_KEY"}
+# what the online document carries (any values): reset cause, firmware version, board, MicroPython, boot count
+ONLINE = ("watchdog", "9.8.7", "esp32_s3", "1.24.1", 12)
 # facts both sides spell the same way; the status documents are compared parsed
 SAME = ("ROOT", "TELEMETRY_LEAF", "STATUS_LEAF", "DEFAULT_PORT", "READING_FIELDS", "ERROR_FIELD", "STATUS_OK",
-        "STATUS_SENSOR_ERROR", "CONFIG_PATH", "CERT_DIR", "CERT_FILE", "KEY_FILE", "CA_FILE")
+        "STATUS_SENSOR_ERROR", "HEALTH_FIELDS", "FW_VERSION", "CONFIG_PATH", "CERT_DIR", "CERT_FILE", "KEY_FILE",
+        "CA_FILE")
 
 
 class Reads:
@@ -40,7 +44,9 @@ def public(mod) -> set:
 def board_facts(fw) -> dict:
     """The board's facts in the host's terms: its status payloads parsed as a subscriber reads them."""
     facts = {n: getattr(fw, n) for n in SAME}
-    facts["status online"] = json.loads(fw.STATUS_ONLINE % CAUSE)
+    online = json.loads(fw.STATUS_ONLINE % ONLINE)
+    facts["status online"] = online
+    facts["online key order"] = list(online)
     facts["status lost"] = json.loads(fw.STATUS_LOST)
     facts["status stopped"] = json.loads(fw.STATUS_STOPPED)
     return facts
@@ -48,7 +54,8 @@ def board_facts(fw) -> dict:
 
 def host_facts(h) -> dict:
     facts = {n: getattr(h, n) for n in SAME}
-    facts["status online"] = {h.STATE_KEY: h.ONLINE, h.RESET_KEY: CAUSE}
+    facts["status online"] = dict(zip(h.ONLINE_KEYS, (h.ONLINE, *ONLINE)))
+    facts["online key order"] = list(h.ONLINE_KEYS)
     facts["status lost"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.LOST}
     facts["status stopped"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.STOPPED}
     return facts
@@ -69,13 +76,24 @@ def test_board_and_host_state_the_same_facts():
     fw, h = Reads(load_board_contract()), Reads(host_contract)
     board, host = board_facts(fw), host_facts(h)
     assert mismatches(board, host) == []
-    assert len(board) == 16 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
+    assert len(board) == 19 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
                                                                                              "reason": "lost"}
     # every fact either side states was compared: a new one must be added on both sides and above
     assert fw.names == public(fw.mod), public(fw.mod) ^ fw.names
     assert h.names | HOST_DERIVED == public(host_contract), public(host_contract) ^ (h.names | HOST_DERIVED)
     assert host_contract.STATUSES == (host_contract.STATUS_OK, host_contract.STATUS_SENSOR_ERROR)
     assert host_contract.CRED_FILES == (host_contract.CERT_FILE, host_contract.KEY_FILE, host_contract.CA_FILE)
+    assert host_contract.HEALTH_FIELDS == (host_contract.HEAP_FIELD, host_contract.RSSI_FIELD,
+                                           host_contract.RECONNECTS_FIELD, host_contract.QUEUED_FIELD,
+                                           host_contract.CERT_DAYS_FIELD)
+    assert host_contract.ONLINE_KEYS == (host_contract.STATE_KEY, host_contract.RESET_KEY, host_contract.FW_KEY,
+                                         host_contract.BOARD_KEY, host_contract.MP_KEY, host_contract.BOOTS_KEY)
+    assert board["status online"]["boots"] == 12 and board["status online"]["fw"] == "9.8.7"
+
+
+def test_the_firmware_reports_the_host_tools_version():
+    import host_tools
+    assert load_board_contract().FW_VERSION == host_tools.__version__ == host_contract.FW_VERSION
 
 
 @pytest.mark.parametrize("old,new,line", [
@@ -85,6 +103,7 @@ def test_board_and_host_state_the_same_facts():
      "'uptime_s', 'status')"),
     ('"reason":"lost"', '"reason":"gone"', "status lost: board {'state': 'offline', 'reason': 'gone'}, host "),
     ('CERT_DIR = "/certs"', 'CERT_DIR = "/cert"', "CERT_DIR: board '/cert', host '/certs'"),
+    ('"reconnects", "queued"', '"queued", "reconnects"', "HEALTH_FIELDS: board ('heap_free', 'rssi', 'queued'"),
 ])
 def test_a_changed_fact_on_one_side_is_caught(tmp_path, old, new, line):
     # the negative control: a doctored copy of firmware/contract.py differs from the host in that fact alone
@@ -118,11 +137,13 @@ def test_the_outbox_strips_what_every_reading_starts_with():
 
 SUBSTRINGS = ("telemetry", "/certs", ".der", "config.json", '"state"')  # anywhere inside a literal
 WHOLE = {"devices", "seq", "ts", "uptime_s", "status", "error", "ok", "sensor_error", "state", "reset", "reason",
-         "online", "offline", "lost", "stopped"}  # a literal that is exactly this
+         "online", "offline", "lost", "stopped", "heap_free", "rssi", "reconnects", "queued", "cert_days",
+         "boots"}  # a literal that is exactly this
 NUMBERS = {8883}
 # device_id is also the config key of that name (cfg["device_id"]): allowed. verify's own vocabulary has a
 # "status" (the kind of a message, a column of its table) that is not the reading's field.
-ALLOWED = {"host_tools/verify.py": {"status"}}
+# "rssi" is also the ESP32 port's wlan.status() parameter; "queued" a word in app.py's log line.
+ALLOWED = {"host_tools/verify.py": {"status"}, "boards/_esp32.py": {"rssi"}, "firmware/app.py": {"queued"}}
 
 
 def literals(src: str) -> list:

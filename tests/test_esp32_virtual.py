@@ -47,10 +47,12 @@ def hw(name, *assignments):
 def esp(home, fleet, broker):
     started = []
 
-    def do(board, micropython=None, sensor=None, umqtt=None):
+    def do(board, micropython=None, sensor=None, umqtt=None, sets=()):
         vb, said = start("e0", board, micropython, umqtt)
         started.append(vb)
         extra = ["--set", f"sensor={sensor}"] if sensor else []
+        for kv in sets:
+            extra += ["--set", kv]
         r = flash("e0", broker, *extra)
         assert r.returncode == 0, r.stdout + r.stderr
         return vb, Console(vb, broker), r.stderr
@@ -67,7 +69,7 @@ def esp(home, fleet, broker):
     ("esp32_c3", "1.28", None, {"temp_c"}),
 ])
 def test_board_is_flashed_joins_wifi_syncs_time_and_publishes(esp, fleet, broker, board, micropython, sensor, fields):
-    vb, con, said = esp(board, micropython, sensor)
+    vb, con, said = esp(board, micropython, sensor, sets=["health_every=1"])
     assert f"-> board {board}" in said and f"MicroPython {micropython}." in said, said  # probed, inferred
     r = run_cli("verify", "--port", str(broker.port), "--device", "dev1", "--count", "3", "--timeout", "40",
                 "--json", timeout=60)
@@ -81,6 +83,9 @@ def test_board_is_flashed_joins_wifi_syncs_time_and_publishes(esp, fleet, broker
     reading, why = validate(topic, payload)
     assert why is None and fields <= set(reading), payload
     assert reading["ts"] is not None and abs(reading["ts"] - time.time()) < 30  # NTP-synced, not the 2000 epoch
+    # health in every reading here: the Wi-Fi's RSSI as the emulated network reports it (vboard hw default),
+    # certificate days from the board's own clock and its port's epoch
+    assert reading["rssi"] == -58 and 360 <= reading["cert_days"] <= 365 and reading["heap_free"] > 0, payload
     sub.disconnect()
 
 
@@ -202,14 +207,18 @@ def test_watchdog_restarts_a_hung_board_and_the_status_says_why(esp, fleet, brok
         sub = client_for(fleet, "verifier", broker.port)
         col = Collector(sub, "devices/dev1/status")
         # flash ends with machine.reset(): a hard reset
-        assert json.loads(col.wait_for(1, timeout=20)[0][1]) == {"state": "online", "reset": "hard"}
+        first = json.loads(col.wait_for(1, timeout=20)[0][1])
+        assert {k: first[k] for k in ("state", "reset", "board")} == {"state": "online", "reset": "hard",
+                                                                       "board": "esp32_generic"}, first
         con.mark()
         hw("e0", "dht22.fault=hang")
         con.expect(r"watchdog on", timeout=40)  # the firmware again, after the WDT reset
         hw("e0", "dht22.fault=null")
         states = [json.loads(p) for _, p in col.wait_for(3, timeout=30)]
         # the hang dropped the link without a DISCONNECT: the Last Will, then online with the cause
-        assert states[1:3] == [{"state": "offline", "reason": "lost"}, {"state": "online", "reset": "watchdog"}], states
+        assert states[1] == {"state": "offline", "reason": "lost"}, states
+        assert states[2]["state"] == "online" and states[2]["reset"] == "watchdog", states
+        assert states[2]["boots"] == first["boots"] + 1, states  # the boot count lives on flash
         sub.disconnect()
     finally:
         vb.stop()

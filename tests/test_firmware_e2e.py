@@ -49,7 +49,7 @@ def test_broker_restart_backoff_grows_and_no_reading_is_lost(flashed, fleet, bro
     # a persistent verifier session from the first reading on: the broker keeps its queue while it is down
     seen = []
     sub = persistent_verifier(fleet, broker.port, seen, client_id="verifier-persist")
-    con = flashed()
+    con = flashed(health_every=2)
     con.expect(r"published seq 1 ", timeout=20)
     con.mark()
     broker.stop()
@@ -62,7 +62,7 @@ def test_broker_restart_backoff_grows_and_no_reading_is_lost(flashed, fleet, bro
     broker.start()
     con.mark()
     last = int(con.expect(r"published seq (\d+) queued 0", timeout=30)[0].group(1))
-    wait_for_seq(seen, last)
+    wait_for_seq(seen, last + 2 - last % 2)  # the next health reading: taken after the reconnect
     sub.disconnect()
     sub.loop_stop()
     s = collect(seen)
@@ -70,6 +70,21 @@ def test_broker_restart_backoff_grows_and_no_reading_is_lost(flashed, fleet, bro
     # (a duplicate is QoS 1 doing its job: a PUBLISH whose PUBACK the stopped broker never sent goes again)
     assert (s["first_seq"], s["gaps"]) == (0, 0) and s["last_seq"] >= last, (s, con.evidence())
     assert last >= 6, con.evidence()  # the outage lasted at least the five backoffs: readings were queued
+    # health on every 2nd reading, valid to verify: reconnects 0 before the outage and 1 after it, queued > 0
+    # for a reading taken while the broker was down, certificate days as issued (pki: 365 days)
+    health = {}
+    for topic, payload in seen:
+        r, why = validate(topic, payload)
+        assert why is None, (why, payload)
+        assert ("heap_free" in r) == (r["seq"] % 2 == 0), payload
+        if r["seq"] % 2 == 0:
+            assert "rssi" not in r, payload  # the Unix port has no Wi-Fi
+            health[r["seq"]] = r
+    assert health[0]["reconnects"] == 0 and health[0]["queued"] == 0 and 360 <= health[0]["cert_days"] <= 365
+    assert all(0 < h["heap_free"] < 100 * 1024 for h in health.values()), health  # the board's 100k heap
+    after = [h for q, h in sorted(health.items()) if q > 2]
+    assert any(h["queued"] > 0 for h in after) and health[last + 2 - last % 2]["reconnects"] == 1, (after,
+                                                                                          con.evidence())
 
 
 def test_a_broker_back_after_a_long_outage_is_found_by_a_probe_not_at_the_end_of_the_window(flashed, fleet, broker):
@@ -190,7 +205,7 @@ def test_a_reset_with_readings_queued_loses_none_and_reuses_no_seq(flashed, vboa
     assert queued >= 2, con.evidence()  # the reset came with readings on flash, not yet sent
     broker.start()
     last = int(con.expect(r"published seq (\d+) queued 0", timeout=30)[0].group(1))
-    wait_for_seq(seen, last)
+    wait_for_seq(seen, last + 2 - last % 2)  # the next health reading: taken after the reconnect
     sub.disconnect()
     sub.loop_stop()
     s = collect(seen)

@@ -10,7 +10,7 @@ import time
 import creds
 
 creds.DIR = certs  # the firmware's own loader, pointed at the host's copy of the DER files
-ctx = creds.context()
+ctx = creds.context()[0]
 msg = b'{"device_id":"dev1","seq":1,"ts":1795459200.123,"uptime_s":12,"status":"ok","temp_c":21.4}'
 if mode == "session":
     import session

@@ -9,7 +9,7 @@ import creds
 import session
 
 creds.DIR = certs  # the firmware's own loader, pointed at the host's copy of the DER files
-ctx = creds.context()
+ctx = creds.context()[0]
 cfg = {"client_id": "dev1", "broker_host": "localhost", "broker_port": port, "keepalive_s": 60, "wdt_s": 0, "probe_s": 0,
        "connect_timeout_s": 3, "interval_s": 30, "puback_timeout_s": 2, "backoff_base_s": 1, "backoff_cap_s": 2}
 s = session.Session(cfg, ctx, "devices/dev1/status")

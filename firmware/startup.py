@@ -1,0 +1,55 @@
+# What the firmware does once a boot or once a publisher start: count the boot, load the config, build the
+# board and the TLS context, fill in the online status. app.main() drops this module afterwards, so none of
+# its code (nor config.py's or creds.py's) holds RAM while publishing.
+import gc
+import sys
+import time
+
+import log
+from contract import FW_VERSION, STATUS_ONLINE
+
+BOOTS = "/boots"  # the boot count, reported in the online status
+
+
+def count():
+    # this boot's number (1 on the first boot, or after the file was lost or damaged)
+    try:
+        with open(BOOTS) as f:
+            n = int(f.read()) + 1
+    except (OSError, ValueError):
+        n = 1
+    try:
+        with open(BOOTS, "w") as f:
+            f.write(str(n))
+    except OSError as e:  # a full or read-only file system: the count restarts, the board runs on
+        log.warn("boot count not saved to %s: %s" % (BOOTS, e))
+    return n
+
+
+def _retry(what, fn, cap):
+    # run fn until it works, logging one line per failure and backing off 1, 2, 4... cap s
+    delay = 1
+    while True:
+        try:
+            return fn()
+        except (OSError, ValueError) as e:  # config.ConfigError and creds.CredsError are ValueErrors
+            log.error("%s: %s; retrying in %d s" % (what, e, delay))
+        time.sleep(delay)
+        delay = min(delay * 2, cap)
+
+
+def prepare(board_module, n):
+    # the Publisher's arguments (cfg, board, ctx, expires, online); n: this boot's number
+    gc.collect()
+    import config
+    cfg = _retry("config", config.load, 60)
+    del sys.modules["config"], config  # its defaults and checks are done with: the RAM goes to TLS
+    name = board_module.NAME
+    log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"], name))
+    board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
+    mp = "%d.%d.%d" % sys.implementation.version[:3]
+    online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n)).encode()
+    import creds
+    ctx, expires = _retry("credentials", creds.context, cfg["backoff_cap_s"])
+    del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
+    return cfg, board, ctx, expires, online
