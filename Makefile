@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 4
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
 
-.PHONY: setup test chaos bench demo flash flash-micropython typecheck clean mosquitto
+.PHONY: setup test test-deps chaos bench demo flash flash-micropython typecheck clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -22,6 +22,16 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
+
+# the tests' system packages: a real PostgreSQL server (the store) and headless Chromium (the report)
+test-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql and chromium with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null; \
+	else \
+		echo "make test needs PostgreSQL and Chromium: sudo apt-get install postgresql chromium"; exit 1; \
+	fi
 
 # Mosquitto comes from the system: installed with apt when we are root on Debian/Ubuntu.
 mosquitto:
@@ -33,7 +43,7 @@ mosquitto:
 		echo "mosquitto is missing: install it (Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto)"; exit 1; \
 	fi
 
-test: setup
+test: setup test-deps
 	$(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 # the full chaos suite (make test runs it shortened): 10 broker kills, 20 power cuts, a dead link; figures printed
@@ -74,9 +84,9 @@ demo: setup
 	@[ -f certs/$(FLEET)/devices/$(DEVICE)/client.der ] || $(SP) pki device $(DEVICE) --fleet $(FLEET)
 	@echo "== broker, virtual board, flash, verify"
 	@$(SP) broker start --fleet $(FLEET) --port $(DEMO_PORT) || exit 1; \
-	 trap '$(SP) vboard stop >/dev/null; $(SP) broker stop --fleet $(FLEET) >/dev/null; echo "== stopped the broker and the virtual board"' EXIT; \
-	 $(SP) vboard start --erase || exit 1; \
+	 trap '$(SP) vboard stop --fleet $(FLEET) >/dev/null; $(SP) broker stop --fleet $(FLEET) >/dev/null; echo "== stopped the broker and the virtual board"' EXIT; \
+	 $(SP) vboard start --fleet $(FLEET) --erase || exit 1; \
 	 $(SP) verify --fleet $(FLEET) --device $(DEVICE) --count 3 --timeout 60 & verifier=$$!; \
 	 $(SP) flash --fleet $(FLEET) --port vboard --device $(DEVICE) --board unix --interval 3 || { kill $$verifier; exit 1; }; \
 	 wait $$verifier || exit 1; \
-	 echo "== the board's console:" && $(SP) console --port vboard -n 8
+	 echo "== the board's console:" && $(SP) console --fleet $(FLEET) --port vboard -n 8

@@ -10,10 +10,13 @@ import sys
 
 from .commands.aws import argparse_aws, do_aws
 from .commands.board import argparse_console, argparse_flash, argparse_vboard, do_console, do_flash, do_vboard
+from .commands.bridge import argparse_bridge, do_bridge
 from .commands.broker import argparse_broker, do_broker
 from .commands.common import Parser
 from .commands.fleet import argparse_fleet, do_fleet
 from .commands.pki import argparse_pki, do_pki
+from .commands.report import argparse_report, do_report
+from .commands.status import argparse_status, do_status
 from .commands.verify import argparse_verify, do_verify
 from .errors import CommandError
 
@@ -26,6 +29,9 @@ COMMANDS = {
     "flash": (argparse_flash, do_flash),
     "console": (argparse_console, do_console),
     "fleet": (argparse_fleet, do_fleet),
+    "bridge": (argparse_bridge, do_bridge),
+    "status": (argparse_status, do_status),
+    "report": (argparse_report, do_report),
 }
 
 

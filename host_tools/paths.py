@@ -7,6 +7,7 @@ from .errors import CommandError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 VERIFIER_CN = "sensorpub-verifier"
+DEFAULT_FLEET = "demo"  # --fleet when none is given
 
 
 def home() -> Path:

@@ -525,3 +525,222 @@ def test_revoke_reaches_aws_for_every_certificate_of_the_device(aws_env, fleet, 
     assert status(other) == "ACTIVE"
     rc, out, _ = sp(capsys, "aws", "revoke", "dev1")
     assert rc == 0 and "nothing changed" in out
+
+
+# --- the fleet's topic rule: telemetry to Lambda or DynamoDB ------------------------------------------
+# moto implements topic rules (create/replace/get/list/delete), Lambda permissions (add/get_policy/remove) and
+# DynamoDB tables. What it does not: it accepts any role ARN (AWS IoT assumes it at create time and refuses one
+# it cannot), accepts the same StatementId twice (AWS: ResourceConflictException), and answers GetTopicRule for
+# a missing rule with ResourceNotFoundException (AWS: UnauthorizedException; test_rule_never_reads_a_rule_...).
+
+TELEMETRY_SQL = "SELECT * FROM 'devices/+/telemetry'"
+
+
+def _function(name="readings"):
+    """A Lambda function in moto (its code never runs here)."""
+    import io
+    import zipfile
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                      "Principal": {"Service": "lambda.amazonaws.com"}}]}
+    iam = boto3.client("iam", region_name=REGION)
+    try:
+        role = iam.get_role(RoleName="fn-exec")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName="fn-exec", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("main.py", "def handler(event, context):\n    return event\n")
+    return boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="main.handler",
+        Code={"ZipFile": buf.getvalue()})["FunctionArn"]
+
+
+def _table(name="readings", keys=(("device_id", "HASH", "S"), ("seq", "RANGE", "N"))):
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": n, "KeyType": k} for n, k, _ in keys],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, _, t in keys])
+    return name
+
+
+def _invoke_statements(arn):
+    """The statements of the function's resource policy ([] when it has none)."""
+    lam = boto3.client("lambda", region_name=REGION)
+    try:
+        return json.loads(lam.get_policy(FunctionName=arn)["Policy"])["Statement"]
+    except lam.exceptions.ResourceNotFoundException:
+        return []
+
+
+def _rules(iot):
+    return sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"])
+
+
+ROLE = "arn:aws:iam::123456789012:role/sensorpub-readings"
+
+
+def test_rule_to_lambda_has_the_telemetry_sql_and_lets_only_this_rule_invoke(aws_env, home, capsys):
+    fn = _function()
+    rc, out, err = sp(capsys, "aws", "rule", "create", "--lambda", fn)
+    assert rc == 0, err
+    got = aws_env.get_topic_rule(ruleName="sensorpub_demo_telemetry")
+    rule = got["rule"]
+    assert rule["sql"] == TELEMETRY_SQL and rule["awsIotSqlVersion"] == "2016-03-23"
+    assert rule["actions"] == [{"lambda": {"functionArn": fn}}] and rule["ruleDisabled"] is False
+    assert "created" in out and fn in out
+    [st] = _invoke_statements(fn)
+    assert st["Sid"] == "sensorpub-demo-rule" and st["Action"] == "lambda:InvokeFunction"
+    assert st["Principal"] == {"Service": "iot.amazonaws.com"}
+    assert st["Condition"]["ArnLike"] == {"AWS:SourceArn": got["ruleArn"]}  # this rule, no other
+    assert st["Condition"]["StringEquals"] == {"AWS:SourceAccount": "123456789012"}
+
+    rc, out, err = sp(capsys, "aws", "rule", "create", "--lambda", fn)  # again: nothing changes
+    assert rc == 0 and out.endswith("(already so: nothing changed)\n"), out
+    assert len(_invoke_statements(fn)) == 1  # moto would accept a second statement: we must not add one
+    assert aws_env.get_topic_rule(ruleName="sensorpub_demo_telemetry")["rule"] == rule
+
+    rc, out, _ = sp(capsys, "aws", "rule", "create", "--lambda", fn, "--json")
+    r = json.loads(out)
+    assert (r["rule"], r["fleet"], r["lambda"], r["dynamodb"], r["changed"], r["changes"]) == \
+        ("sensorpub_demo_telemetry", "demo", fn, None, None, [])
+
+
+def test_rule_create_again_replaces_it_and_moves_the_permission(aws_env, home, capsys):
+    first, second = _function("first"), _function("second")
+    assert sp(capsys, "aws", "rule", "create", "--lambda", first)[0] == 0
+    rc, out, err = sp(capsys, "aws", "rule", "create", "--lambda", second)
+    assert rc == 0 and "(replaced" in out, (out, err)
+    assert aws_env.get_topic_rule(ruleName="sensorpub_demo_telemetry")["rule"]["actions"] == \
+        [{"lambda": {"functionArn": second}}]
+    assert _invoke_statements(first) == [] and len(_invoke_statements(second)) == 1
+
+    _table()
+    rc, out, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "readings", "--role-arn", ROLE)
+    assert rc == 0 and "(replaced" in out, err
+    assert aws_env.get_topic_rule(ruleName="sensorpub_demo_telemetry")["rule"]["actions"] == \
+        [{"dynamoDBv2": {"roleArn": ROLE, "putItem": {"tableName": "readings"}}}]
+    assert _invoke_statements(second) == []  # no rule sends there any more: no permission left behind
+    assert _rules(aws_env) == ["sensorpub_demo_telemetry"]  # still one rule per fleet
+
+
+def test_rule_to_dynamodb_needs_a_role_and_a_table_a_reading_can_fill(aws_env, home, capsys):
+    rc, out, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "readings")
+    assert (rc, out) == (1, "") and err.count("\n") == 1 and "--dynamodb needs --role-arn" in err
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "readings", "--role-arn", ROLE)
+    assert rc == 1 and err.count("\n") == 1 and "no such table in eu-west-1" in err
+    _table("by_id", keys=(("id", "HASH", "S"),))
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "by_id", "--role-arn", ROLE)
+    assert rc == 1 and "partition key id (S) is not one a reading fills" in err, err
+    _table("typed_wrong", keys=(("device_id", "HASH", "N"),))
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "typed_wrong", "--role-arn", ROLE)
+    assert rc == 1 and "partition key device_id (N)" in err, err
+    assert _rules(aws_env) == []  # nothing was created by a refused command
+
+    _table("latest", keys=(("device_id", "HASH", "S"),))
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "latest", "--role-arn", ROLE)
+    assert rc == 0 and "each reading replaces its device's previous one" in err
+    _table()
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--dynamodb", "readings", "--role-arn", ROLE)
+    assert rc == 0 and "replaces its device's previous" not in err
+    assert aws_env.get_topic_rule(ruleName="sensorpub_demo_telemetry")["rule"]["sql"] == TELEMETRY_SQL
+
+
+@pytest.mark.parametrize("args, text", [
+    ([], "say where the readings go: --lambda FUNCTION_ARN, or --dynamodb TABLE --role-arn ROLE_ARN"),
+    (["--lambda", "readings"], "--lambda 'readings' is not a Lambda function ARN"),
+    (["--lambda", "arn:aws:lambda:eu-west-1:123456789012:function:nosuch"], "no such function in eu-west-1"),
+    (["--lambda", "arn:aws:lambda:eu-west-1:123456789012:function:x", "--role-arn", ROLE], "--role-arn is for"),
+    (["--dynamodb", "readings", "--role-arn", "sensorpub-readings"], "is not an IAM role ARN"),
+    (["--dynamodb", "t1", "--role-arn", ROLE], "--dynamodb 't1' is not a DynamoDB table name"),
+])
+def test_rule_create_refuses_bad_flags_in_one_line(aws_env, home, capsys, args, text):
+    rc, out, err = sp(capsys, "aws", "rule", "create", *args)
+    assert (rc, out) == (1, "") and err.count("\n") == 1 and text in err, err
+    assert "Traceback" not in err and _rules(aws_env) == []
+
+
+def test_rule_list_shows_every_fleets_rule_and_delete_removes_ours(aws_env, home, capsys):
+    rc, out, err = sp(capsys, "aws", "rule", "list")
+    assert (rc, out) == (3, "") and "fleet 'demo' has no topic rule" in err
+    fn = _function()
+    assert sp(capsys, "aws", "rule", "create", "--lambda", fn)[0] == 0
+    _table()
+    rc, _, err = sp(capsys, "aws", "rule", "create", "--fleet", "site-1", "--dynamodb", "readings", "--role-arn", ROLE)
+    assert rc == 0 and "topic rule sensorpub_demo_telemetry of fleet 'demo' takes the same topic" in err
+    aws_env.create_topic_rule(ruleName="someone_elses", topicRulePayload={"sql": "SELECT * FROM 'x'", "actions": []})
+
+    rc, out, _ = sp(capsys, "aws", "rule", "list", "--json")
+    assert rc == 0
+    assert [(r["rule"], r["fleet"], r["lambda"], r["dynamodb"], r["enabled"]) for r in json.loads(out)] == [
+        ("sensorpub_demo_telemetry", "demo", fn, None, True),
+        ("sensorpub_site_1_telemetry", "site-1", None, "readings", True)]  # '-' becomes '_'; not someone_elses
+    rc, out, _ = sp(capsys, "aws", "rule", "list")
+    assert rc == 0 and len(out.splitlines()) == 2 and f"fleet demo  enabled  {TELEMETRY_SQL} -> Lambda {fn}" in out
+
+    rc, out, _ = sp(capsys, "aws", "rule", "delete")
+    assert rc == 0 and out == f"deleted topic rule sensorpub_demo_telemetry in {REGION} (it sent to Lambda {fn})\n"
+    assert _rules(aws_env) == ["sensorpub_site_1_telemetry", "someone_elses"]
+    assert _invoke_statements(fn) == []
+    rc, out, _ = sp(capsys, "aws", "rule", "delete")
+    assert rc == 0 and "nothing to delete" in out
+    assert sp(capsys, "aws", "rule", "list")[0] == 3
+
+
+def test_rule_of_another_fleet_with_the_same_name_is_not_touched(aws_env, home, capsys):
+    fn = _function()
+    assert sp(capsys, "aws", "rule", "create", "--fleet", "a-b", "--lambda", fn)[0] == 0
+    rule = aws_env.get_topic_rule(ruleName="sensorpub_a_b_telemetry")["rule"]
+    for action in (["create", "--lambda", fn], ["delete"]):
+        rc, _, err = sp(capsys, "aws", "rule", *action, "--fleet", "a_b")  # a_b maps to the same rule name
+        assert rc == 1 and err.count("\n") == 1 and "is not fleet 'a_b''s" in err, err
+    pki.init_ca("a_b")
+    rc, out, err = sp(capsys, "aws", "teardown", "--all", "--yes", "--fleet", "a_b")  # nor deleted with fleet a_b
+    assert rc == 0 and "nothing of fleet 'a_b' to delete" in out, err
+    assert aws_env.get_topic_rule(ruleName="sensorpub_a_b_telemetry")["rule"] == rule
+
+
+def test_rule_never_reads_a_rule_that_is_not_listed(aws_env, home, capsys):
+    """AWS answers GetTopicRule for a missing rule with UnauthorizedException ('Access to topic rule ... was
+    denied'), not ResourceNotFoundException as moto does: create must work against that answer."""
+    fn = _function()
+    a = aws.Aws("demo", aws.session_client())
+
+    def like_aws(params, **_kw):
+        name = params["url_path"].rsplit("/", 1)[1]
+        names = [r["ruleName"] for r in boto3.client("iot", region_name=REGION).list_topic_rules()["rules"]]
+        if name not in names:
+            return _error("UnauthorizedException", f"Access to topic rule '{name}' was denied", 401)
+        return None
+
+    a.client.meta.events.register("before-call.iot.GetTopicRule", like_aws)
+    with pytest.raises(a.client.exceptions.UnauthorizedException):  # the stand-in answers as AWS does
+        a.client.get_topic_rule(ruleName="sensorpub_demo_telemetry")
+    assert a.rule_create(fn, None, None)["changed"] == "created"
+    assert a.rule_delete()["lambda"] == fn
+    assert a.rule_delete() is None
+
+
+def test_teardown_all_deletes_the_rule_and_its_permission(aws_env, fleet, capsys):
+    sp(capsys, "aws", "register-ca")
+    sp(capsys, "aws", "register-device", "dev1")
+    fn = _function()
+    assert sp(capsys, "aws", "rule", "create", "--lambda", fn)[0] == 0
+    assert sp(capsys, "aws", "teardown", "dev1", "--yes")[0] == 0  # one device: the fleet's rule stays
+    assert _rules(aws_env) == ["sensorpub_demo_telemetry"]
+    rc, out, err = sp(capsys, "aws", "teardown", "--all", "--yes")
+    assert rc == 0 and "topic rule sensorpub_demo_telemetry" in out, err
+    assert _rules(aws_env) == [] and _invoke_statements(fn) == []
+    assert account_state(aws_env) == ({}, {}, {}, {})
+
+
+def test_rule_role_aws_cannot_assume_is_one_line(aws_env, home):
+    """AWS IoT assumes a DynamoDB action's role when the rule is written and refuses one it cannot (moto does not)."""
+    _table()
+    a = aws.Aws("demo", aws.session_client())
+    a.client.meta.events.register("before-call.iot.CreateTopicRule", lambda **_kw: _error(
+        "InvalidRequestException", f"Unable to assume role: {ROLE}", 400))
+    with pytest.raises(CommandError, match=r"^AWS IoT refused topic rule sensorpub_demo_telemetry "
+                                           r"\(InvalidRequestException: Unable to assume role: .*\): check --role-arn "
+                                           r"\(it must trust iot.amazonaws.com, and you need iam:PassRole on it\)"):
+        a.rule_create(None, "readings", ROLE)
+    assert _rules(aws_env) == []

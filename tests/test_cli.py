@@ -58,6 +58,10 @@ BAD = [
     (["nosuchcommand"], "invalid choice"),
     (["flash", "--port", "vboard", "--device", "dev1", "--aws-root-ca", "x.pem"], "--aws-root-ca is for --target aws"),
     (["verify", "--alpn", "--timeout", "1"], "--alpn is for --target aws"),
+    (["aws", "rule", "create"], "say where the readings go: --lambda FUNCTION_ARN, or --dynamodb TABLE"),
+    (["aws", "rule", "create", "--dynamodb", "readings"], "--dynamodb needs --role-arn ROLE_ARN"),
+    (["vboard", "status", "--fleet", "f" * 60], "too long to name its virtual board"),
+    (["console", "--fleet", "site1", "--port", "vboard"], "start it with 'sensorpub vboard start --fleet site1'"),
 ]
 USAGE = ("invalid choice",)  # argparse's: exit status 2
 

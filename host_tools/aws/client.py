@@ -31,8 +31,9 @@ def quiet(_msg: str) -> None:
     pass
 
 
-def session_client(region: Optional[str] = None, profile: Optional[str] = None):
-    """A boto3 IoT client, with the usual AWS configuration and a clear line for each way it can be missing."""
+def session_client(region: Optional[str] = None, profile: Optional[str] = None, service: str = "iot"):
+    """A boto3 client (IoT, or the Lambda and DynamoDB a topic rule sends to), with the usual AWS configuration
+    and a clear line for each way it can be missing."""
     import boto3
     import botocore.config
     import botocore.exceptions as bx
@@ -46,9 +47,10 @@ def session_client(region: Optional[str] = None, profile: Optional[str] = None):
         raise CommandError("no AWS region: pass --region (e.g. --region eu-west-1) or set AWS_REGION")
     known = set()
     for part in s.get_available_partitions():
-        known.update(s.get_available_regions("iot", part))
+        known.update(s.get_available_regions(service, part))
     if known and r not in known:
-        raise CommandError(f"region {r!r} has no AWS IoT Core: check --region/AWS_REGION "
+        what = "AWS IoT Core" if service == "iot" else f"AWS {service}"
+        raise CommandError(f"region {r!r} has no {what}: check --region/AWS_REGION "
                            f"(e.g. {', '.join(sorted(known)[:4])}, ...)")
     try:
         creds = s.get_credentials()
@@ -58,7 +60,7 @@ def session_client(region: Optional[str] = None, profile: Optional[str] = None):
         raise CommandError(NO_CREDENTIALS)
     cfg = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
                                  connect_timeout=10, read_timeout=30)
-    return s.client("iot", region_name=r, config=cfg)
+    return s.client(service, region_name=r, config=cfg)
 
 
 def error_code(e) -> str:
@@ -76,24 +78,33 @@ def explain(e, doing: str) -> CommandError:
         return CommandError(f"AWS rejected the credentials while {doing} ({code}): refresh them "
                             "('aws sso login' or new access keys) and check --profile")
     if code in DENIED:
-        return CommandError(f"AWS denied {doing} ({code}: {msg}): the IAM user or role needs the iot:* "
-                            "permissions listed in the README")
+        return CommandError(f"AWS denied {doing} ({code}: {msg}): the IAM user or role needs the permissions "
+                            "listed in the README ('Permissions the AWS user needs')")
     return CommandError(f"AWS failed while {doing}: {code}: {msg}")
 
 
 class Iot:
-    """One account and region as this run sees it: the client, progress lines, and what the run changed."""
+    """One account and region as this run sees it: the client, progress lines, and what the run changed.
+
+    The same wrapper serves the Lambda and DynamoDB clients a topic rule needs (`sibling`)."""
 
     def __init__(self, client, progress: Progress = quiet, sleep: Callable[[float], None] = time.sleep):
         self.client = client
         self.progress = progress
         self.sleep = sleep  # waits that are not botocore's (teardown waits for detachments to propagate)
         self.actions: List[str] = []  # what this run changed, in order
+        self.service = "AWS " + str(client.meta.service_model.service_id)  # "AWS IoT", "AWS Lambda"
         _report_retries(client, progress)
 
     @property
     def region(self) -> str:
         return self.client.meta.region_name
+
+    def sibling(self, client) -> "Iot":
+        """Another service's client in this run: the same progress lines and the same list of changes."""
+        other = Iot(client, self.progress, self.sleep)
+        other.actions = self.actions
+        return other
 
     def did(self, what: str) -> None:
         self.actions.append(what)
@@ -113,10 +124,10 @@ class Iot:
         except bx.NoCredentialsError:
             raise CommandError(NO_CREDENTIALS) from None
         except bx.EndpointConnectionError as e:
-            raise CommandError(f"cannot reach AWS IoT in {self.region} ({e.kwargs.get('endpoint_url')}): check "
+            raise CommandError(f"cannot reach {self.service} in {self.region} ({e.kwargs.get('endpoint_url')}): check "
                                "the network and --region") from None
         except (bx.ConnectTimeoutError, bx.ReadTimeoutError) as e:
-            raise CommandError(f"AWS IoT in {self.region} did not answer {op} in time ({e}): check the network, "
+            raise CommandError(f"{self.service} in {self.region} did not answer {op} in time ({e}): check the network, "
                                "then run the same command again (it is safe to re-run)") from None
 
     def get(self, op: str, **kw) -> Optional[dict]:
@@ -139,7 +150,7 @@ class Iot:
     def pages(self, op: str, key: str, **kw) -> list:
         """All pages of a list call (these calls page with either marker/nextMarker or nextToken)."""
         out: list = []
-        token_arg = "nextToken" if op in ("list_things", "list_thing_principals") else "marker"
+        token_arg = "nextToken" if op in ("list_things", "list_thing_principals", "list_topic_rules") else "marker"
         token = None
         while True:
             page = self.do(op, op.replace("_", " "), **dict(kw, **({token_arg: token} if token else {})))
@@ -170,5 +181,6 @@ def _report_retries(client, progress: Progress) -> None:
             of = f" of {retries['max'] - 1}" if retries.get("max") else ""
             progress(f"AWS call {xform_name(operation_name)} failed ({why}): retry {retries['attempt'] - 1}{of}")
 
-    client.meta.events.register("needs-retry.iot", note_failure)
-    client.meta.events.register("request-created.iot", announce)
+    service = client.meta.service_model.service_id.hyphenize()  # iot, lambda, dynamodb
+    client.meta.events.register(f"needs-retry.{service}", note_failure)
+    client.meta.events.register(f"request-created.{service}", announce)

@@ -1,4 +1,5 @@
-"""Deleting from AWS IoT in the order it requires: detach, deactivate, delete.
+"""Deleting from AWS IoT in the order it requires: detach, deactivate, delete (the fleet's topic rule first:
+nothing depends on it, and it stops forwarding before the devices go).
 
 Detaching is eventually consistent in AWS, so a delete right after it may still see the attachment
 (DeleteConflictException): `delete_when_detached` waits that out for up to DETACH_WAIT_S. That wait
@@ -13,6 +14,7 @@ from ..pki import Fleet, load_cert
 from .certs import cert_id, fleet_ca
 from .client import Iot, error_code, error_message, explain
 from .policies import FLEET_ATTR, policy_names
+from .rules import Rules
 
 DETACH_WAIT_S = 30.0
 
@@ -57,8 +59,9 @@ def retire_cert(iot: Iot, arn: str, things: List[str]) -> None:
         iot.did(f"deleted certificate {cid[:12]}...")
 
 
-def plan_teardown(iot: Iot, fleet: str, names: Optional[List[str]]) -> dict:
-    """What teardown would delete: names=None means the whole fleet. Looks only; changes nothing."""
+def plan_teardown(iot: Iot, fleet: str, names: Optional[List[str]], rules: Optional[Rules] = None) -> dict:
+    """What teardown would delete: names=None means the whole fleet (and its topic rule, given `rules`).
+    Looks only; changes nothing."""
     ca = iot.get("describe_ca_certificate", certificateId=cert_id(fleet_ca(fleet)))
     ca_id = ca["certificateDescription"]["certificateId"] if ca else None
     if names is None:
@@ -89,12 +92,16 @@ def plan_teardown(iot: Iot, fleet: str, names: Optional[List[str]]) -> dict:
     policies = []
     if names is None:
         policies = [p for p in policy_names(fleet).values() if iot.get("get_policy", policyName=p)]
+    rule = rules.name if names is None and rules is not None and rules.ours() else None  # another's: not ours to delete
     return {"things": things, "certificates": certs, "policies": policies,
-            "ca": ca_id if names is None else None}
+            "ca": ca_id if names is None else None, "rule": rule}
 
 
-def teardown(iot: Iot, plan: dict) -> None:
-    """Delete what `plan_teardown` found: certificates, things, policies, then the CA registration."""
+def teardown(iot: Iot, plan: dict, rules: Optional[Rules] = None) -> None:
+    """Delete what `plan_teardown` found: the topic rule (and its Lambda permission), certificates, things,
+    policies, then the CA registration."""
+    if plan.get("rule") and rules is not None:
+        rules.delete()
     for arn, things in plan["certificates"].items():
         retire_cert(iot, arn, things)
     for t in plan["things"]:

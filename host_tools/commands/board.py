@@ -15,7 +15,9 @@ VBOARD_EPILOG = """examples:
   sensorpub vboard power-cut --name esp               # mid-write, mid-publish: nothing may be lost
   sensorpub vboard status
   mpremote connect $(sensorpub vboard port) fs ls
-  sensorpub vboard stop"""
+  sensorpub vboard stop
+  sensorpub vboard start --fleet site1   # fleet site1's own board, site1-vb0 (the default fleet's is vb0)
+  sensorpub flash --fleet site1 --port vboard --device dev1   # --port vboard is then site1-vb0, as in console"""
 
 FLASH_EPILOG = """examples:
   sensorpub flash --port vboard --device dev1 --interval 2   # --board inferred
@@ -23,12 +25,15 @@ FLASH_EPILOG = """examples:
       --broker-host 192.168.1.10 --wifi-ssid home --mpy   # Wi-Fi password from $SENSORPUB_WIFI_PASSWORD
   sensorpub flash --target aws --region eu-west-1 --port /dev/ttyUSB0 --device dev1 --board esp32_generic \\
       --wifi-ssid home
-  sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1   # after 'sensorpub pki renew dev1'"""
+  sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1   # after 'sensorpub pki renew dev1'
+  sensorpub flash --fleet site1 --port vboard --device dev1   # fleet site1's board (vboard start --fleet site1)"""
 
 CONSOLE_EPILOG = """examples:
   sensorpub console --port vboard -f
   sensorpub console --port /dev/ttyUSB0 -f
-  sensorpub console --port vboard -n 200 --raw   # with mpremote's raw REPL traffic"""
+  sensorpub console --port vboard -n 200 --raw   # with mpremote's raw REPL traffic
+  sensorpub console --fleet site1 --port vboard -f   # fleet site1's board (vboard start --fleet site1)
+  sensorpub console --port vboard:dev007 -f     # a board of 'sensorpub fleet up' (named after its device)"""
 
 VBOARD_ACTIONS = (("start", "start it; prints the pty path"), ("stop", "stop it (the flash image stays)"),
                   ("status", "is it running, on which pty"), ("port", "print the pty path only"),
@@ -39,7 +44,9 @@ VBOARD_ACTIONS = (("start", "start it; prints the pty path"), ("stop", "stop it 
 def argparse_vboard(sub):
     p = command(sub, "vboard", "a virtual board: Unix-port MicroPython on a pty that mpremote talks to", VBOARD_EPILOG)
     for name, a in actions(p, VBOARD_ACTIONS).items():
-        a.add_argument("--name", default="vb0", help="which virtual board (default: vb0)")
+        add_fleet(a)
+        a.add_argument("--name", help="which virtual board (default: the fleet's own: vb0 for the default fleet, "
+                                      "FLEET-vb0 for another)")
         if name == "hw":
             a.add_argument("set", nargs="*", metavar="KEY=VALUE",
                            help="e.g. wifi.up=false, wifi.in_range=false, dht22.fault=timeout|garbage|hang (null "
@@ -58,7 +65,9 @@ def argparse_vboard(sub):
 
 
 def do_vboard(args):
+    from ..fleet_boards import default_board
     from ..vboard import VBoard
+    args.name = args.name or default_board(args.fleet)
     vb = VBoard(args.name)
     if args.action == "start":
         st = vb.start(args.heapsize, args.flash_kb, args.erase, board=args.board, micropython=args.micropython,
@@ -85,6 +94,12 @@ def do_vboard(args):
         st = vb.state()
         print(f"running on {st['pty']} (pid {st['pid']}, heap {st['heapsize']}, console {vb.console_log})"
               if st else "not running")
+        if not st:
+            from ..fleet_run import members
+            ups = members(args.fleet)
+            if ups:  # the fleet's boards are 'fleet up' ones: say where to look
+                say(f"fleet {args.fleet!r} has {len(ups)} boards from 'fleet up': 'sensorpub fleet status --fleet "
+                    f"{args.fleet}'")
         return 0 if st else 3
     return 0
 
@@ -92,7 +107,8 @@ def do_vboard(args):
 def argparse_flash(sub):
     p = command(sub, "flash", "copy firmware, board file, credentials and config to a board", FLASH_EPILOG)
     add_fleet(p)
-    p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME' for a virtual board")
+    p.add_argument("--port", required=True, help="serial port, or 'vboard' (the fleet's own virtual board) / "
+                                                 "'vboard:NAME' for a virtual board")
     p.add_argument("--device", required=True, help="device identity to install (from 'sensorpub pki device')")
     p.add_argument("--board", help="board file from boards/ (unix, esp32_generic, esp32_s3, esp32_c3); default: the one "
                                    "that fits what the board reports (a mismatch is refused)")
@@ -117,6 +133,8 @@ def argparse_flash(sub):
 def do_flash(args):
     from .. import target
     from ..flash import build_config, flash, flash_certs, parse_sets
+    from ..fleet_boards import board_port
+    port = board_port(args.port, args.fleet)  # a bare 'vboard' is the fleet's own board
     extra = parse_sets(args.set)
     if args.wifi_ssid:
         extra["wifi_ssid"] = args.wifi_ssid
@@ -131,20 +149,21 @@ def do_flash(args):
         say(f"warning: {args.device} is not registered in {t.account.region}: run "  # type: ignore[attr-defined]
             f"'sensorpub aws register-device {args.device}' (or register the CA with --jitp) or the board will be refused")
     if args.certs_only:
-        files = flash_certs(args.port, args.fleet, args.device, progress=say, ca_der=t.ca_der(),
-                            reset=not args.no_reset)
-        print(f"replaced the credentials of {args.device} on {args.port}: {len(files)} files")
+        files = flash_certs(port, args.fleet, args.device, progress=say, ca_der=t.ca_der(), reset=not args.no_reset)
+        print(f"replaced the credentials of {args.device} on {port}: {len(files)} files")
         return 0
     cfg = build_config(args.device, t.host, t.port, args.interval, extra)
-    files = flash(args.port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
+    files = flash(port, args.fleet, args.device, args.board, cfg, mpy=args.mpy, reset=not args.no_reset,
                   progress=say, ca_der=t.ca_der())
-    print(f"flashed {args.device} on {args.port} for {t.host}:{t.port}: {len(files)} files")
+    print(f"flashed {args.device} on {port} for {t.host}:{t.port}: {len(files)} files")
     return 0
 
 
 def argparse_console(sub):
     p = command(sub, "console", "print a board's console (serial port or virtual board)", CONSOLE_EPILOG)
-    p.add_argument("--port", required=True, help="serial port, or 'vboard' / 'vboard:NAME'")
+    add_fleet(p)
+    p.add_argument("--port", required=True, help="serial port, or 'vboard' (the fleet's own virtual board) / "
+                                                 "'vboard:NAME'")
     p.add_argument("-n", "--lines", type=int, default=20, help="virtual board: how many past lines (default: 20)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing (Ctrl-C to stop)")
     p.add_argument("--seconds", type=float, default=None, help="follow for this long, then exit")
@@ -154,5 +173,7 @@ def argparse_console(sub):
 
 def do_console(args):
     from ..console import follow
-    follow(args.port, args.lines, args.seconds if args.seconds else (None if args.follow else 0.01), raw=args.raw)
+    from ..fleet_boards import console_port
+    port = console_port(args.port, args.fleet)  # a bare 'vboard' is the fleet's own board
+    follow(port, args.lines, args.seconds if args.seconds else (None if args.follow else 0.01), raw=args.raw)
     return 0

@@ -26,7 +26,8 @@ def actions(p: argparse.ArgumentParser, table: Iterable[Tuple[str, str]]) -> Dic
 
 
 def add_fleet(p) -> None:
-    p.add_argument("--fleet", default="demo", help="fleet name (default: demo)")
+    from ..paths import DEFAULT_FLEET
+    p.add_argument("--fleet", default=DEFAULT_FLEET, help=f"fleet name (default: {DEFAULT_FLEET})")
 
 
 def add_aws_flags(p, root_ca: bool = False) -> None:
@@ -41,4 +42,5 @@ def add_aws_flags(p, root_ca: bool = False) -> None:
 def aws_account(args):
     """The fleet in the AWS account and region that --region/--profile (or the environment) name."""
     from ..aws import Aws, session_client
-    return Aws(args.fleet, session_client(args.region, args.profile), progress=say)
+    return Aws(args.fleet, session_client(args.region, args.profile), progress=say,
+               clients=lambda service, region: session_client(region, args.profile, service))

@@ -78,7 +78,8 @@ class VBoard:
     def port(self) -> str:
         st = self.state()
         if not st:
-            raise CommandError(f"virtual board {self.name!r} is not running: 'sensorpub vboard start'")
+            how = "" if self.name == "vb0" else f" --name {self.name}"
+            raise CommandError(f"virtual board {self.name!r} is not running: 'sensorpub vboard start{how}'")
         return st["pty"]
 
     @property
