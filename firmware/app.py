@@ -7,8 +7,8 @@ import time
 from collections import OrderedDict
 
 import log
-from contract import (ERROR_FIELD, HEALTH_FIELDS, READING_FIELDS, STATUS_LEAF, STATUS_OK, STATUS_SENSOR_ERROR,
-                      TELEMETRY_LEAF)
+from contract import (CONFIG_LEAF, ERROR_FIELD, HEALTH_FIELDS, READING_FIELDS, STATUS_LEAF, STATUS_OK,
+                      STATUS_SENSOR_ERROR, TELEMETRY_LEAF)
 from outbox import SLOT, Outbox
 
 _SEP = (",", ":")  # compact JSON
@@ -22,16 +22,20 @@ def _ts(synced):
 
 
 class Publisher:
-    def __init__(self, cfg, board, ctx, expires=None, online=None):
-        # expires: the client certificate's notAfter (time.mktime); online: the status document (startup.prepare)
+    def __init__(self, cfg, board, ctx, expires=None, online=None, version=0):
+        # expires: the client certificate's notAfter (time.mktime); online: the status document; version: the
+        # remote config in use (all three from startup.prepare)
         from session import Session  # imported late: umqtt and select cost RAM
         self.cfg = cfg
         self.board = board
         self.expires = expires
+        self.version = version
+        self.refused = 0  # the last remote config version refused
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev + "/"
         self.topic = pre + TELEMETRY_LEAF
-        self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, online, self.clock)
+        self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, online, self.clock,
+                            pre + CONFIG_LEAF)
         self.box = Outbox(cfg["outbox_slots"], dev)
         # the fixed fields first and in order (a dict's order is its hash table's): the outbox stores a reading
         # that starts with its device_id and seq without them
@@ -101,6 +105,15 @@ class Publisher:
         if self.expires is not None and self.synced:
             r[days] = (self.expires - time.mktime(time.gmtime())) // 86400
 
+    def configure(self):
+        # a remote config document arrived: remote.py applies it or refuses it (loaded for this, then dropped)
+        import remote
+        try:
+            remote.configure(self)
+        finally:
+            del sys.modules["remote"], remote
+            sys.modules.pop("config", None)
+
     def run(self):
         try:
             self._loop()
@@ -143,7 +156,6 @@ class Publisher:
 
     def _loop(self):
         cfg = self.cfg
-        interval = cfg["interval_s"] * 1000
         self.due = time.ticks_ms()
         log.info("publishing to %s every %d s, outbox %d/%d" % (self.topic, cfg["interval_s"], len(self.box),
                                                                 self.box.n))
@@ -152,6 +164,8 @@ class Publisher:
                      % cfg["wdt_s"])
         while True:
             self.tick()
+            if self.sess.inbox is not None:
+                self.configure()
             if self.finished() and not len(self.box):
                 break
             msg = self.box.peek()
@@ -167,7 +181,7 @@ class Publisher:
                     continue
                 wait = self.sess.retry_in()
             else:
-                wait = interval
+                wait = cfg["interval_s"] * 1000
             left = time.ticks_diff(self.due, time.ticks_ms())
             self.board.led(False)
             self.sess.idle(max(0, min(wait, left)))

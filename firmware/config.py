@@ -50,6 +50,13 @@ BOUNDS = {
     "health_every": (0, 1000000),
 }
 REQUIRED = ("device_id", "broker_host")
+# remote config (<prefix>/<id>/config): the keys a device applies at run time; NEVER_REMOTE ones are refused
+# with a line saying so (who the device is and where it connects change only with 'sensorpub flash'), and
+# any other key is refused as needing a re-flash
+REMOTE = ("interval_s", "health_every", "keepalive_s", "puback_timeout_s", "backoff_base_s", "backoff_cap_s",
+          "probe_s")
+NEVER_REMOTE = ("device_id", "client_id", "broker_host", "broker_port", "topic_prefix", "wifi_ssid",
+                "wifi_password", "ntp_host")
 
 
 class ConfigError(ValueError):  # a ValueError, so a caller can drop this module once loaded

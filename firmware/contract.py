@@ -4,6 +4,8 @@
 ROOT = "devices"              # default topic_prefix: <prefix>/<device_id>/<leaf>
 TELEMETRY_LEAF = "telemetry"  # the readings, QoS 1
 STATUS_LEAF = "status"        # the retained status document, and the Last Will
+CONFIG_LEAF = "config"        # the retained remote config: the device reads its own, never writes it
+CONFIG_DOC = ("version", "set")  # the remote config document: {"version": N >= 1, "set": {config key: value}}
 DEFAULT_PORT = 8883           # default broker_port: MQTT over TLS
 
 # the reading: these fields first and in this order (the outbox stores a reading without its first two),
@@ -18,14 +20,18 @@ STATUS_SENSOR_ERROR = "sensor_error"
 HEALTH_FIELDS = ("heap_free", "rssi", "reconnects", "queued", "cert_days")
 
 # the status document: online after each CONNECT with the reset cause, firmware version, board,
-# MicroPython version and boot count; offline as the Last Will (lost) or on a planned stop (stopped)
-STATUS_ONLINE = '{"state":"online","reset":"%s","fw":"%s","board":"%s","mp":"%s","boots":%d}'
+# MicroPython version, boot count and the remote config version in use (0: none); the last %s is empty, or
+# ',"refused":{"version":N,"key":K,"reason":R}' for a remote config the device refused. Offline as the Last
+# Will (lost) or on a planned stop (stopped)
+STATUS_ONLINE = '{"state":"online","reset":"%s","fw":"%s","board":"%s","mp":"%s","boots":%d,"config":%s%s}'
 FW_VERSION = "0.2.0"          # this firmware's version: the host package's own (sensorpub --version)
+STATUS_REFUSED = ',"refused":{"version":%d,"key":%s,"reason":%s}'  # the key and reason as JSON strings
 STATUS_LOST = b'{"state":"offline","reason":"lost"}'
 STATUS_STOPPED = b'{"state":"offline","reason":"stopped"}'
 
 # files 'sensorpub flash' writes
 CONFIG_PATH = "/config.json"
+REMOTE_PATH = "/remote.json"  # the remote config in use ({"version": N, "set": {...}}), written by the device
 CERT_DIR = "/certs"
 CERT_FILE = "client.der"      # the device certificate
 KEY_FILE = "client.key.der"   # its private key

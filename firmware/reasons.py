@@ -119,3 +119,9 @@ def missing_module(e):
         return ("umqtt.simple missing (%s): this MicroPython build does not freeze it; flash stock ESP32 "
                 "MicroPython 1.23+ or run 'mpremote mip install umqtt.simple'" % e)
     return "firmware incomplete (%s): re-run 'sensorpub flash'" % e
+
+
+def sub_refused(topic):
+    return ("remote config off until the next boot: the broker refused our subscription to %s (a broker ACL or "
+            "AWS policy from before remote config: re-run 'sensorpub broker start' or 'sensorpub aws "
+            "register-device')" % topic)

@@ -4,134 +4,23 @@
 # traceback goes to the console, it is counted, and the session backs off all the same.
 import errno
 import random
-import select
 import socket
 import sys
 import time
 
-from micropython import const
 from umqtt import simple as _mq
 from umqtt.simple import MQTTClient, MQTTException
 
 import log
 from contract import STATUS_LOST, STATUS_STOPPED
+from link import ETIMEDOUT, Net, Tls
 
 if False:  # for the type checker only; costs nothing on the board
     from typing import Any
 
-_ETIMEDOUT = errno.ETIMEDOUT  # 116 on an ESP32 (newlib), 110 on Linux
-_WBUF = const(512)
-_NODELAY = (getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1))  # lwIP and Linux agree
 # what a dead or refusing link raises inside umqtt.simple: socket and TLS errors, a CONNACK refusal,
 # and its asserts/indexing on a short or malformed read
 LINK_ERRORS = (OSError, MQTTException, AssertionError, IndexError)
-
-
-class _Link:
-    # The socket umqtt.simple talks to (returned by _Tls.wrap_socket). Reads get a timeout via poll
-    # (SSLSocket has no settimeout, and wait_msg resets blocking mode), so a silent broker raises
-    # ETIMEDOUT instead of hanging. Writes are buffered until the next read, flush() or close(), so each
-    # MQTT packet leaves as one TLS record. umqtt writes topics and the client id as str, and the fixed
-    # header and packet id as write(bytearray, n) (shared/umqtt-simple/socket-calls.json).
-    def __init__(self, sock, timeout_ms, tick, mv):
-        # mv: the write buffer (a memoryview of _WBUF bytes), the session's for its lifetime: a reconnect
-        # with a fragmented heap needs no new block for it
-        self.s = sock
-        self.t = timeout_ms
-        self.tick = tick  # called every 250 ms while a read waits: readings stay on schedule
-        self.blocking = True
-        self.p = select.poll()
-        self.p.register(sock, select.POLLIN)
-        self.rx = time.ticks_ms()
-        self.mv = mv
-        self.n = 0
-
-    def setblocking(self, flag):
-        self.blocking = flag
-
-    def flush(self):
-        if self.n:
-            n, self.n = self.n, 0
-            self.s.write(self.mv[:n])
-
-    def read(self, n):
-        self.flush()
-        if not self.blocking:
-            if not self.p.poll(0):
-                return None
-        elif not self.p.poll(0):
-            end = time.ticks_add(time.ticks_ms(), self.t)
-            while True:
-                left = time.ticks_diff(end, time.ticks_ms())
-                if left <= 0:
-                    raise OSError(_ETIMEDOUT)
-                if self.p.poll(min(left, 250)):
-                    break
-                if self.tick:
-                    self.tick()
-        b = self.s.read(n)
-        if b:
-            self.rx = time.ticks_ms()
-        return b
-
-    def write(self, b, n=None):
-        if isinstance(b, str):
-            b = b.encode()
-        if n is None:
-            n = len(b)
-        elif n < len(b):
-            b = memoryview(b)[:n]
-        if self.n + n > _WBUF:
-            self.flush()
-        if n > _WBUF:
-            return self.s.write(b)
-        self.mv[self.n:self.n + n] = b
-        self.n += n
-        return n
-
-    def close(self):
-        try:
-            self.flush()
-        finally:
-            self.s.close()
-
-
-class _Tls:
-    # Passed to MQTTClient as ssl=: every version calls wrap_socket(sock, server_hostname=host) on it.
-    def __init__(self, ctx, timeout_ms, tick=None):
-        self.ctx = ctx
-        self.t = timeout_ms
-        self.tick = tick
-        self.link = None  # type: Any
-        self.mv = memoryview(bytearray(_WBUF))  # every link's write buffer, allocated once
-        self.reached = False  # the last attempt got a TCP connection (wrap_socket is called after it)
-
-    def wrap_socket(self, sock, server_hostname=None):
-        self.reached = True
-        try:
-            sock.setsockopt(_NODELAY[0], _NODELAY[1], 1)
-        except (OSError, TypeError):  # a port without TCP_NODELAY: coalescing alone keeps one record per packet
-            pass
-        self.link = _Link(self.ctx.wrap_socket(sock, server_hostname=server_hostname), self.t, self.tick, self.mv)
-        return self.link
-
-
-class _Net:
-    # Replaces the socket module inside umqtt.simple: each socket it opens has a timeout from birth, so
-    # the TCP connect and the TLS handshake time out even where connect() has no timeout (1.4.0).
-    def __init__(self, timeout_s):
-        self.t = timeout_s
-        self.made = 0
-
-    def getaddrinfo(self, *a):
-        return socket.getaddrinfo(*a)
-
-    def socket(self, *a):
-        s = socket.socket(*a)
-        s.settimeout(self.t)
-        self.made += 1
-        return s
-
 
 _timeout_kw = None  # does this umqtt.simple's connect() take timeout=? (None: not known yet)
 
@@ -194,16 +83,16 @@ class Session:
     OFFLINE_LOST = STATUS_LOST
     OFFLINE_STOPPED = STATUS_STOPPED
 
-    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, online=None, clock=None):
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, online=None, clock=None, config_topic=None):
         self.cfg = cfg
         self.tick = tick
         self.clock = clock  # raises OSError while the clock is unset, so no TLS starts without a date
         if online is None:  # a session built by a test or tool: the firmware passes startup.prepare()'s
             from contract import STATUS_ONLINE
-            online = (STATUS_ONLINE % ("unknown", "-", "-", "-", 0)).encode()
+            online = (STATUS_ONLINE % ("unknown", "-", "-", "-", 0, 0, "")).encode()
         self.online = online
-        self.tls = _Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
-        self.net = _Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
+        self.tls = Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
+        self.net = Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
         _mq.socket = self.net  # type: ignore[attr-defined]  # the module global every version connects with
         self.status = status_topic
         self.net_up = net_up            # board's network bring-up, called before each CONNECT
@@ -218,12 +107,59 @@ class Session:
         self.ping_at = None
         self.bugs = 0
         self.seen = []  # bug signatures whose traceback was printed
+        self.configure()
+        self.feed_ms = cfg["wdt_s"] * 250 or 60000  # an idle board wakes only to feed the watchdog
+        self.probe_at = self.retry_at
+        # remote config: the topic subscribed to after each CONNECT (None: none); the last document received,
+        # for the caller to take (never handled inside a wait)
+        self.sub = config_topic
+        self.inbox = None  # type: Any
+        self.sub_denied = 0  # connections in a row the broker closed at our subscription
+        self.addr = None  # the broker's address, resolved by the first probe
+
+    def configure(self):
+        # (re)read the timings a remote config may change; the next CONNECT uses the new keepalive
+        cfg = self.cfg
         self.ka_ms = cfg["keepalive_s"] * 1000
         self.ack_ms = cfg["puback_timeout_s"] * 1000
-        self.feed_ms = cfg["wdt_s"] * 250 or 60000  # an idle board wakes only to feed the watchdog
         self.probe_ms = cfg["probe_s"] * 1000
-        self.probe_at = self.retry_at
-        self.addr = None  # the broker's address, resolved by the first probe
+
+    def announce(self, online):
+        # a new online status document (a remote config applied or refused): kept for each CONNECT, sent now
+        self.online = online
+        if self.c:
+            self._send(self.status, online, True, "announcing the config")
+
+    def _on_msg(self, topic, msg):
+        self.inbox = msg  # umqtt calls this inside its reads: the publisher takes it from the loop
+
+    def _subscribe(self):
+        # the config topic, after each CONNECT; False if the link failed. A broker that refuses it (an ACL or
+        # an AWS policy from before remote config) turns remote config off until the next boot, in one line.
+        if not self.sub:
+            return True
+        try:
+            self.c.subscribe(self.sub, 1)
+            self.sub_denied = 0
+            return True
+        except Exception as e:
+            if isinstance(e, MQTTException) and e.args and e.args[0] == 0x80:  # SUBACK failure: the link is fine
+                self._sub_off()
+                return True
+            if _closed(e):  # AWS IoT hangs up on a subscription its policy denies
+                self.sub_denied += 1
+                if self.sub_denied >= 2:
+                    self._sub_off()
+            self._failed(e, "subscribing to " + self.sub)
+            return False
+
+    def _sub_off(self):
+        try:
+            import reasons
+            log.error(reasons.sub_refused(self.sub))
+        except MemoryError:
+            log.error("remote config off: subscription to %s refused" % self.sub)
+        self.sub = None
 
     def close(self, disconnect=False):
         # disconnect: a planned stop sends DISCONNECT, so the broker does not publish the Last Will
@@ -297,6 +233,7 @@ class Session:
             c = MQTTClient(cfg["client_id"], cfg["broker_host"], port=cfg["broker_port"],
                            keepalive=cfg["keepalive_s"], ssl=self.tls)
             c.set_last_will(self.status, self.OFFLINE_LOST, retain=True, qos=1)
+            c.set_callback(self._on_msg)
             self.c = c
             self.tls.link = None
             _connect(c, self.net, self.net.t)  # the socket timeout: capped at one interval
@@ -316,7 +253,7 @@ class Session:
         except Exception:  # cipher() is missing on older ports: only the log line loses detail
             tls = "TLS"
         log.info("connected to %s:%d with %s as %s" % (cfg["broker_host"], cfg["broker_port"], tls, cfg["client_id"]))
-        return self._send(self.status, self.online, True, "announcing online")
+        return self._send(self.status, self.online, True, "announcing online") and self._subscribe()
 
     def _send(self, topic, msg, retain, doing):
         if self.c.pid >= 65535:  # umqtt.simple never wraps its packet id: 65536 goes out as 0 and never matches
@@ -360,12 +297,14 @@ class Session:
             if self.c:
                 try:
                     self.c.check_msg()
+                    if self.inbox is not None:  # a remote config: the caller applies it now
+                        return
                     link = self.c.sock
                     if self.ping_at is not None:
                         if time.ticks_diff(link.rx, self.ping_at) >= 0:
                             self.ping_at = None  # PINGRESP (or anything) came back
                         elif time.ticks_diff(now, self.ping_at) > self.ack_ms:
-                            raise OSError(_ETIMEDOUT)
+                            raise OSError(ETIMEDOUT)
                     if self.ping_at is None and time.ticks_diff(now, self.last_tx) >= self.ka_ms // 2:
                         self.c.ping()
                         link.flush()

@@ -1,6 +1,6 @@
-# What the firmware does once a boot or once a publisher start: count the boot, load the config, build the
-# board and the TLS context, fill in the online status. app.main() drops this module afterwards, so none of
-# its code (nor config.py's or creds.py's) holds RAM while publishing.
+# What the firmware does once a boot or once a publisher start: count the boot, load the config (with the remote
+# config in use), build the board and the TLS context, fill in the online status. app.main() drops this module
+# afterwards, so none of its code (nor config's, remote's or creds') holds RAM while publishing.
 import gc
 import sys
 import time
@@ -39,17 +39,17 @@ def _retry(what, fn, cap):
 
 
 def prepare(board_module, n):
-    # the Publisher's arguments (cfg, board, ctx, expires, online); n: this boot's number
+    # the Publisher's arguments (cfg, board, ctx, expires, online, remote config version); n: this boot's number
     gc.collect()
-    import config
-    cfg = _retry("config", config.load, 60)
-    del sys.modules["config"], config  # its defaults and checks are done with: the RAM goes to TLS
+    import remote
+    cfg, version = _retry("config", remote.load, 60)  # /config.json, and the remote config in use on top
+    del sys.modules["remote"], remote, sys.modules["config"]  # done with: the RAM goes to TLS
     name = board_module.NAME
     log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"], name))
     board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
     mp = "%d.%d.%d" % sys.implementation.version[:3]
-    online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n)).encode()
+    online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n, version, "")).encode()
     import creds
     ctx, expires = _retry("credentials", creds.context, cfg["backoff_cap_s"])
     del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
-    return cfg, board, ctx, expires, online
+    return cfg, board, ctx, expires, online, version

@@ -12,6 +12,7 @@ from .commands.aws import argparse_aws, do_aws
 from .commands.board import argparse_console, argparse_flash, argparse_vboard, do_console, do_flash, do_vboard
 from .commands.bridge import argparse_bridge, do_bridge
 from .commands.broker import argparse_broker, do_broker
+from .commands.config import argparse_config, do_config
 from .commands.common import Parser
 from .commands.fleet import argparse_fleet, do_fleet
 from .commands.pki import argparse_pki, do_pki
@@ -32,6 +33,7 @@ COMMANDS = {
     "bridge": (argparse_bridge, do_bridge),
     "status": (argparse_status, do_status),
     "report": (argparse_report, do_report),
+    "config": (argparse_config, do_config),
 }
 
 

@@ -6,6 +6,7 @@ tests/test_contract.py checks that the two agree, fact by fact.
 ROOT = "devices"              # topic_prefix default on the board
 TELEMETRY_LEAF = "telemetry"  # QoS 1 readings
 STATUS_LEAF = "status"        # retained online / offline (and the Last Will)
+CONFIG_LEAF = "config"        # retained remote config: the device reads its own; the verifier (operator) writes it
 DEVICE_LEAVES = (TELEMETRY_LEAF, STATUS_LEAF)  # every topic a device writes, nothing else
 
 TELEMETRY = f"{ROOT}/+/{TELEMETRY_LEAF}"
@@ -30,16 +31,26 @@ HEAP_FIELD, RSSI_FIELD, RECONNECTS_FIELD, QUEUED_FIELD, CERT_DAYS_FIELD = HEALTH
 
 # The status document (retained JSON on STATUS): after each CONNECT {STATE_KEY: ONLINE, RESET_KEY: <reset cause>,
 # FW_KEY: <sensorpub firmware version>, BOARD_KEY: <board module>, MP_KEY: <MicroPython version>, BOOTS_KEY: <boot
-# count>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as the Last Will, REASON_KEY: STOPPED on a planned stop.
+# count>, CONFIG_KEY: <remote config version in use, 0: none>} and, after a remote config the device refused,
+# REFUSED_KEY: {VERSION_KEY: N, KEY_KEY: <the key>, REASON_KEY: <why>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as
+# the Last Will, REASON_KEY: STOPPED on a planned stop. The device announces it again after each remote config.
 STATE_KEY, RESET_KEY, REASON_KEY = "state", "reset", "reason"
-FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY = "fw", "board", "mp", "boots"
-ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY)
+FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY = "fw", "board", "mp", "boots", "config"
+ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY)
+REFUSED_KEY, KEY_KEY = "refused", "key"
+
+# The remote config document (retained JSON on <ROOT>/<id>/CONFIG_LEAF, QoS 1): {VERSION_KEY: N (an int >= 1,
+# higher than the last), SET_KEY: {config key: value}}. SET_KEY holds every override (the device applies
+# /config.json plus these, so a key left out goes back to its flashed value). Which keys may be set over the air
+# is a config fact: REMOTE and NEVER_REMOTE in firmware/config.py (host_tools.flash.firmware_config() reads it).
+VERSION_KEY, SET_KEY = "version", "set"
 FW_VERSION = "0.2.0"          # the firmware 'sensorpub flash' writes reports this as FW_KEY (= sensorpub --version)
 ONLINE, OFFLINE = "online", "offline"
 LOST, STOPPED = "lost", "stopped"
 
 # Files on the board that 'sensorpub flash' writes.
 CONFIG_PATH = "/config.json"
+REMOTE_PATH = "/remote.json"  # the remote config in use, written by the device itself
 CERT_DIR = "/certs"
 CERT_FILE = "client.der"      # the device certificate (DER); the same names in certs/<fleet>/devices/<name>/
 KEY_FILE = "client.key.der"   # its private key (DER)

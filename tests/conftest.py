@@ -32,6 +32,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _stop_test_clients():
+    """paho clients a test opened with helpers.client_for are stopped after it, so none keeps reconnecting
+    (a leftover's reconnect wait spins when a later test stubs time.sleep)."""
+    yield
+    from helpers import stop_clients
+    stop_clients()
+
+
 @pytest.fixture
 def home(monkeypatch):
     # not tmp_path: pytest keeps its base 0700, and a broker started by root runs as 'mosquitto', which must be

@@ -35,7 +35,18 @@ def client_for(fleet, who, port, client_id=None, host="localhost", ca_file=None)
     if not connected.wait(10) or "rc" not in result or result["rc"].is_failure:
         c.loop_stop()
         raise ConnectionError(f"connect as {who} failed: {result.get('rc')}")
+    OPEN_CLIENTS.append(c)
     return c
+
+
+OPEN_CLIENTS = []  # every client_for client: conftest stops them after each test (no reconnecting leftovers)
+
+
+def stop_clients():
+    while OPEN_CLIENTS:
+        c = OPEN_CLIENTS.pop()
+        c.disconnect()
+        c.loop_stop()
 
 
 class Collector:

@@ -148,12 +148,14 @@ def test_device_policy_is_least_privilege(aws_env, fleet, capsys):
         "iot:Connect": {f"{prefix}:client/{thing}"},
         "iot:Publish": {f"{prefix}:topic/devices/{thing}/telemetry", f"{prefix}:topic/devices/{thing}/status"},
         "iot:RetainPublish": {f"{prefix}:topic/devices/{thing}/status"},
+        "iot:Subscribe": {f"{prefix}:topicfilter/devices/{thing}/config"},  # filters for Subscribe, topics
+        "iot:Receive": {f"{prefix}:topic/devices/{thing}/config"},          # for Receive: its config only
     }
     connect = next(s for s in doc["Statement"] if s["Action"] == "iot:Connect")
     assert connect["Condition"]["Bool"] == {"iot:Connection.Thing.IsAttached": "true"}
 
 
-def test_verifier_gets_a_separate_read_only_policy(aws_env, fleet, capsys):
+def test_verifier_gets_a_separate_policy_that_reads_and_writes_only_configs(aws_env, fleet, capsys):
     sp(capsys, "aws", "register-ca")
     rc, out, err = sp(capsys, "aws", "register-verifier")
     assert rc == 0, err
@@ -162,8 +164,18 @@ def test_verifier_gets_a_separate_read_only_policy(aws_env, fleet, capsys):
     assert [p["policyName"] for p in aws_env.list_attached_policies(target=arn)["policies"]] == \
         ["sensorpub-demo-verifier"]
     doc = json.loads(aws_env.get_policy(policyName="sensorpub-demo-verifier")["policyDocument"])
-    actions = {st["Action"] for st in doc["Statement"]}
-    assert actions == {"iot:Connect", "iot:Subscribe", "iot:Receive"}  # no Publish
+    prefix = f"arn:aws:iot:{REGION}:123456789012"
+    allowed = {}
+    for st in doc["Statement"]:
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]):
+            allowed.setdefault(a, set()).add(st["Resource"])
+    assert allowed == {
+        "iot:Connect": {f"{prefix}:client/sensorpub-verifier-*"},
+        "iot:Subscribe": {f"{prefix}:topicfilter/devices/*"},
+        "iot:Receive": {f"{prefix}:topic/devices/*"},
+        "iot:Publish": {f"{prefix}:topic/devices/*/config"},        # the operator: remote configs only,
+        "iot:RetainPublish": {f"{prefix}:topic/devices/*/config"},  # retained for the device's next connection
+    }
     assert sp(capsys, "aws", "register-verifier")[1].endswith("(already registered: nothing changed)\n")
 
 
@@ -363,10 +375,13 @@ def _throttled(request):
 
 @pytest.fixture
 def sent(monkeypatch):
-    """Requests that reach the HTTP layer, and botocore's back-off sleeps (recorded, not slept)."""
-    import time
+    """Requests that reach the HTTP layer, and botocore's back-off sleeps (recorded, not slept). Only
+    botocore's: a client thread another test left behind (paho's reconnect wait) keeps the real sleep."""
+    import types
+
+    import botocore.endpoint
     log = {"requests": 0, "sleeps": []}
-    monkeypatch.setattr(time, "sleep", log["sleeps"].append)
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=log["sleeps"].append))
     return log
 
 

@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_DERIVED = {"TELEMETRY", "STATUS", "DEVICE_LEAVES", "ID_FIELD", "SEQ_FIELD", "TS_FIELD", "UPTIME_FIELD",
                 "STATUS_FIELD", "STATUSES", "CRED_FILES", "device_topic", "HEAP_FIELD", "RSSI_FIELD",
                 "RECONNECTS_FIELD", "QUEUED_FIELD", "CERT_DAYS_FIELD", "RESET_KEY", "FW_KEY", "BOARD_KEY", "MP_KEY",
-                "BOOTS_KEY"}
-# what the online document carries (any values): reset cause, firmware version, board, MicroPython, boot count
-ONLINE = ("watchdog", "9.8.7", "esp32_s3", "1.24.1", 12)
+                "BOOTS_KEY", "CONFIG_KEY"}
+# what the online document carries (any values): reset cause, firmware version, board, MicroPython, boot count,
+# remote config version in use
+ONLINE = ("watchdog", "9.8.7", "esp32_s3", "1.24.1", 12, 3)
+REFUSED = {"version": 4, "key": "interval_s", "reason": "key 'interval_s' in remote config 4 is 0"}
 # facts both sides spell the same way; the status documents are compared parsed
 SAME = ("ROOT", "TELEMETRY_LEAF", "STATUS_LEAF", "DEFAULT_PORT", "READING_FIELDS", "ERROR_FIELD", "STATUS_OK",
         "STATUS_SENSOR_ERROR", "HEALTH_FIELDS", "FW_VERSION", "CONFIG_PATH", "CERT_DIR", "CERT_FILE", "KEY_FILE",
-        "CA_FILE")
+        "CA_FILE", "CONFIG_LEAF", "REMOTE_PATH")
 
 
 class Reads:
@@ -44,9 +46,14 @@ def public(mod) -> set:
 def board_facts(fw) -> dict:
     """The board's facts in the host's terms: its status payloads parsed as a subscriber reads them."""
     facts = {n: getattr(fw, n) for n in SAME}
-    online = json.loads(fw.STATUS_ONLINE % ONLINE)
+    online = json.loads(fw.STATUS_ONLINE % (*ONLINE, ""))
     facts["status online"] = online
     facts["online key order"] = list(online)
+    # after a refused remote config: the same document with what was refused; the firmware (remote.py)
+    # writes the refusal with json.dumps, so only its place in the template is the contract's
+    facts["status refused"] = json.loads(fw.STATUS_ONLINE % (*ONLINE, fw.STATUS_REFUSED % (
+        REFUSED["version"], json.dumps(REFUSED["key"]), json.dumps(REFUSED["reason"]))))
+    facts["config document keys"] = fw.CONFIG_DOC
     facts["status lost"] = json.loads(fw.STATUS_LOST)
     facts["status stopped"] = json.loads(fw.STATUS_STOPPED)
     return facts
@@ -56,6 +63,9 @@ def host_facts(h) -> dict:
     facts = {n: getattr(h, n) for n in SAME}
     facts["status online"] = dict(zip(h.ONLINE_KEYS, (h.ONLINE, *ONLINE)))
     facts["online key order"] = list(h.ONLINE_KEYS)
+    facts["status refused"] = {**facts["status online"],
+                               h.REFUSED_KEY: {h.VERSION_KEY: 4, h.KEY_KEY: "interval_s", h.REASON_KEY: REFUSED["reason"]}}
+    facts["config document keys"] = (h.VERSION_KEY, h.SET_KEY)
     facts["status lost"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.LOST}
     facts["status stopped"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.STOPPED}
     return facts
@@ -76,7 +86,7 @@ def test_board_and_host_state_the_same_facts():
     fw, h = Reads(load_board_contract()), Reads(host_contract)
     board, host = board_facts(fw), host_facts(h)
     assert mismatches(board, host) == []
-    assert len(board) == 19 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
+    assert len(board) == 23 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
                                                                                              "reason": "lost"}
     # every fact either side states was compared: a new one must be added on both sides and above
     assert fw.names == public(fw.mod), public(fw.mod) ^ fw.names
@@ -87,7 +97,8 @@ def test_board_and_host_state_the_same_facts():
                                            host_contract.RECONNECTS_FIELD, host_contract.QUEUED_FIELD,
                                            host_contract.CERT_DAYS_FIELD)
     assert host_contract.ONLINE_KEYS == (host_contract.STATE_KEY, host_contract.RESET_KEY, host_contract.FW_KEY,
-                                         host_contract.BOARD_KEY, host_contract.MP_KEY, host_contract.BOOTS_KEY)
+                                         host_contract.BOARD_KEY, host_contract.MP_KEY, host_contract.BOOTS_KEY,
+                                         host_contract.CONFIG_KEY)
     assert board["status online"]["boots"] == 12 and board["status online"]["fw"] == "9.8.7"
 
 
@@ -138,7 +149,7 @@ def test_the_outbox_strips_what_every_reading_starts_with():
 SUBSTRINGS = ("telemetry", "/certs", ".der", "config.json", '"state"')  # anywhere inside a literal
 WHOLE = {"devices", "seq", "ts", "uptime_s", "status", "error", "ok", "sensor_error", "state", "reset", "reason",
          "online", "offline", "lost", "stopped", "heap_free", "rssi", "reconnects", "queued", "cert_days",
-         "boots"}  # a literal that is exactly this
+         "boots", "refused"}  # a literal that is exactly this
 NUMBERS = {8883}
 # device_id is also the config key of that name (cfg["device_id"]): allowed. verify's own vocabulary has a
 # "status" (the kind of a message, a column of its table) that is not the reading's field.

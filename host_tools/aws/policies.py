@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..contract import DEVICE_LEAVES, ROOT, STATUS_LEAF
+from ..contract import CONFIG_LEAF, DEVICE_LEAVES, ROOT, STATUS_LEAF
 from ..errors import CommandError
 from ..paths import VERIFIER_CN
 
@@ -21,12 +21,15 @@ def policy_names(fleet: str) -> Dict[str, str]:
 
 
 def device_policy(arn_prefix: str) -> dict:
-    """A device connects only as its own thing and publishes only its own two topics.
+    """A device connects only as its own thing, publishes only its own two topics and reads only its own
+    remote config.
 
     `arn_prefix` is `arn:<partition>:iot:<region>:<account>`. iot:RetainPublish (status only)
     is there because the online/offline status and its Last Will are retained messages; the
-    ConnectAttributes condition allows a Last Will but not a persistent session."""
+    ConnectAttributes condition allows a Last Will but not a persistent session. iot:Subscribe is
+    checked against topic filters, iot:Receive against topics."""
     own = f"{arn_prefix}:topic/{TOPIC_PREFIX}/{THING}"
+    own_filter = f"{arn_prefix}:topicfilter/{TOPIC_PREFIX}/{THING}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -38,12 +41,18 @@ def device_policy(arn_prefix: str) -> dict:
              "Resource": [f"{own}/{leaf}" for leaf in DEVICE_LEAVES]},
             {"Sid": "RetainItsStatus", "Effect": "Allow", "Action": "iot:RetainPublish",
              "Resource": f"{own}/{STATUS_LEAF}"},
+            {"Sid": "SubscribeItsConfig", "Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": f"{own_filter}/{CONFIG_LEAF}"},
+            {"Sid": "ReceiveItsConfig", "Effect": "Allow", "Action": "iot:Receive",
+             "Resource": f"{own}/{CONFIG_LEAF}"},
         ],
     }
 
 
 def verifier_policy(arn_prefix: str) -> dict:
-    """The host-side verifier reads every device's topics and publishes nothing."""
+    """The host-side verifier reads every device's topics and writes only remote configs (it is the
+    operator): retained, as the device reads its config at every connection."""
+    config = f"{arn_prefix}:topic/{TOPIC_PREFIX}/*/{CONFIG_LEAF}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -53,6 +62,8 @@ def verifier_policy(arn_prefix: str) -> dict:
              "Resource": f"{arn_prefix}:topicfilter/{TOPIC_PREFIX}/*"},
             {"Sid": "ReceiveDeviceTopics", "Effect": "Allow", "Action": "iot:Receive",
              "Resource": f"{arn_prefix}:topic/{TOPIC_PREFIX}/*"},
+            {"Sid": "WriteRemoteConfigs", "Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"],
+             "Resource": config},
         ],
     }
 
@@ -97,7 +108,8 @@ def policy_to_acl(policy: dict, user: Optional[str] = None) -> str:
     """Mosquitto ACL lines with the same topic rights as an AWS IoT policy (used by the local stand-in).
 
     Publish becomes `write`, Subscribe/Receive become `read`; the thing-name variable becomes
-    `%u` (the certificate CN, which is the thing name) and a trailing `*` becomes `#`."""
+    `%u` (the certificate CN, which is the thing name), a trailing `*` becomes `#` and a `*` level
+    inside the topic becomes `+` (one level: a device name never holds a '/')."""
     rights: Dict[str, set] = {}
     for st in policy["Statement"]:
         if st["Effect"] != "Allow":
@@ -115,6 +127,7 @@ def policy_to_acl(policy: dict, user: Optional[str] = None) -> str:
                 topic = topic.replace(THING, "%u")
                 if topic.endswith("*"):
                     topic = topic[:-1] + "#"
+                topic = "/".join("+" if level == "*" else level for level in topic.split("/"))
                 rights.setdefault(topic, set()).add(mode)
     lines = [f"user {user}"] if user else []
     for topic in sorted(rights):

@@ -1,0 +1,100 @@
+"""Remote config on the real firmware (virtual board, real Mosquitto and its ACL, real paho), once per
+umqtt.simple the board can have frozen: applied, kept across a reset, refused with the reason while the old
+config stays, and never taken from another device's identity."""
+import json
+import threading
+
+import pytest
+
+from board_helpers import mpremote
+from conftest import umqtt_params
+from helpers import client_for
+from host_tools.verify import validate
+
+
+@pytest.fixture(params=umqtt_params())
+def umqtt(request):
+    return request.param
+
+
+class Operator:
+    """The verifier identity (one client: the broker allows one session per certificate CN): writes dev1's
+    config, and records dev1's retained status documents and readings."""
+
+    def __init__(self, fleet, port, con):
+        self.docs, self.uptimes, self.cond, self.con = [], [], threading.Condition(), con
+        self.c = client_for(fleet, "verifier", port)
+        self.c.on_message = self._on
+        self.c.subscribe([("devices/dev1/status", 1), ("devices/dev1/telemetry", 1)])
+
+    def _on(self, _c, _u, m):
+        with self.cond:
+            if m.topic.endswith("/status"):
+                self.docs.append(json.loads(m.payload))
+            else:
+                r, why = validate(m.topic, m.payload)
+                assert why is None, why
+                self.uptimes.append(r["uptime_s"])
+            self.cond.notify_all()
+
+    def send(self, version, keys):
+        self.c.publish("devices/dev1/config", json.dumps({"version": version, "set": keys}), qos=1,
+                       retain=True).wait_for_publish(5)
+
+    def wait(self, pred, timeout=20):
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(pred(d) for d in self.docs), timeout), \
+                f"{self.docs}\n{self.con.evidence()}"
+            return next(d for d in reversed(self.docs) if pred(d))
+
+    def spacing(self, n=3):
+        """Seconds between dev1's next n readings (uptime_s)."""
+        with self.cond:
+            start = len(self.uptimes) + 1  # the next one may have been taken before: skip it
+            assert self.cond.wait_for(lambda: len(self.uptimes) >= start + n, 30), self.con.evidence()
+            got = self.uptimes[start:start + n]
+        return [b - a for a, b in zip(got, got[1:])]
+
+
+def test_remote_config_applied_kept_across_a_reset_refused_with_reasons_and_only_from_the_operator(
+        flashed, fleet, broker, vboard):
+    con = flashed(health_every=0)
+    con.expect(r"published seq 1 ", timeout=20)
+    op = Operator(fleet, broker.port, con)
+    assert op.wait(lambda d: d["state"] == "online")["config"] == 0  # none yet
+    # another device's identity cannot write dev1's config: the broker drops it (else 9 would win below)
+    dev2 = client_for(fleet, "dev2", broker.port)
+    dev2.publish("devices/dev1/config", json.dumps({"version": 9, "set": {"interval_s": 7}}), qos=1,
+                 retain=True).wait_for_publish(5)
+    dev2.disconnect()
+    op.send(1, {"interval_s": 3})
+    doc = op.wait(lambda d: d.get("config") == 1)
+    assert "refused" not in doc and doc["state"] == "online", doc
+    con.expect(r"remote config 1 applied", timeout=5)
+    assert "remote config 9" not in con.text(), con.evidence()
+    assert all(2 <= s <= 4 for s in op.spacing()), con.evidence()  # every 3 s now, not 1
+
+    # refused, each with its key and reason; config 1 stays in use
+    for version, keys, key, reason in ((2, {"interval_s": 0}, "interval_s", "allowed 1 to 86400"),
+                                       (3, {"colour": 1}, "colour", "unknown key"),
+                                       (4, {"broker_host": "evil.example"}, "broker_host", "never changes over the air"),
+                                       (5, {"interval_s": "60"}, "interval_s", "must be int")):
+        op.send(version, keys)
+        doc = op.wait(lambda d: d.get("refused", {}).get("version") == version)
+        assert doc["config"] == 1 and doc["refused"]["key"] == key and reason in doc["refused"]["reason"], doc
+        con.expect(rf"ERROR remote config {version} refused: {key}: [^\n]*{reason}[^\n]*; config 1 stays", timeout=5)
+    assert all(2 <= s <= 4 for s in op.spacing()), con.evidence()
+
+    # a reset: the board boots with config 1 from /remote.json (and the retained doc, refused version 5, is
+    # not applied again)
+    op.send(6, {"interval_s": 2, "health_every": 1})
+    op.wait(lambda d: d.get("config") == 6)
+    op.docs.clear()
+    con.mark()
+    r = mpremote(vboard.port, "reset")
+    assert r.returncode == 0, r.stderr
+    con.expect(r"publishing to devices/dev1/telemetry every 2 s", timeout=20)
+    doc = op.wait(lambda d: d["state"] == "online" and d["boots"] >= 2)
+    assert doc["config"] == 6 and "refused" not in doc, doc
+    assert "remote config" not in con.text(), con.evidence()  # nothing applied or refused again at boot
+    op.c.disconnect()
