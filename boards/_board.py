@@ -12,6 +12,8 @@
 #   watchdog(timeout_s)  arm the hardware watchdog; True if armed, False if the board has none
 #   feed()               feed it: every pass of the loop and every 250 ms of any wait
 #   rssi()               the Wi-Fi signal in dBm (a health field); None while not joined, or with no Wi-Fi
+#   deepsleep(ms)        battery mode (config deep_sleep): off until ms from now, then a boot with reset cause
+#                        deep_sleep and the RTC's time kept. Optional: a board without it refuses deep_sleep
 #
 # Sensors: one module per driver, boards/_sensor_<name>.py, whose Sensor(cfg) has read() -> dict of fields.
 # A board's SENSORS names the ones it offers, its default first; sensor() imports the configured one only,

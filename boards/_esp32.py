@@ -22,6 +22,8 @@ _FAILED = {
 }
 
 
+NTP_EVERY_S = 6 * 3600  # battery mode: how old the RTC's last NTP sync may get (its drift: seconds a day)
+
 # machine.reset_cause() values, by the names the ESP32 port exports
 _CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "watchdog"),
            ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"), ("BROWNOUT_RESET", "brownout"))
@@ -39,6 +41,7 @@ class Esp32Board:
         self.wlan = network.WLAN(network.STA_IF)
         self.joined = False
         self.wdt = None  # type: Any
+        self.ntp_due = False  # battery mode: the RTC's time is used, but its last NTP sync is NTP_EVERY_S old
 
     def reset_cause(self):
         c = machine.reset_cause()
@@ -83,6 +86,8 @@ class Esp32Board:
             time.sleep_ms(100)
         self.joined = True
         log.info("Wi-Fi joined %s as %s, RSSI %s dBm" % (ssid, self.wlan.ifconfig()[0], self.rssi()))
+        if self.ntp_due:  # battery mode: the RTC's time, checked against NTP every NTP_EVERY_S
+            self._ntp()
 
     def rssi(self):
         try:
@@ -91,13 +96,31 @@ class Esp32Board:
             return None
 
     def sync_time(self):
+        # NTP. After a deep sleep the RTC has kept the time: it is used as is, and NTP runs again (once Wi-Fi
+        # is up: network_up) when the last sync recorded in RTC memory is NTP_EVERY_S old
+        if machine.reset_cause() == machine.DEEPSLEEP_RESET and time.gmtime()[0] >= 2025:
+            try:
+                self.ntp_due = time.time() - int(machine.RTC().memory()) >= NTP_EVERY_S
+                return True
+            except ValueError:  # no sync recorded: NTP now
+                pass
+        return self.wlan.isconnected() and self._ntp()  # no NTP without Wi-Fi: network_up calls it again
+
+    def _ntp(self):
         try:
             import ntptime
             ntptime.host = self.cfg["ntp_host"]
             ntptime.settime()
-            return True
         except Exception:
             return False  # ts stays null (uptime_s is sent) until a later sync works
+        machine.RTC().memory(b"%d" % time.time())
+        self.ntp_due = False
+        return True
+
+    def deepsleep(self, ms):
+        # battery mode: the board is off until ms from now, then boots with reset cause deep_sleep
+        self.wlan.active(False)
+        machine.deepsleep(ms)
 
     def led(self, on):
         if self.led_pin:

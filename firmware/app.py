@@ -159,32 +159,39 @@ class Publisher:
         self.due = time.ticks_ms()
         log.info("publishing to %s every %d s, outbox %d/%d" % (self.topic, cfg["interval_s"], len(self.box),
                                                                 self.box.n))
-        if cfg["wdt_s"] and self.board.watchdog(cfg["wdt_s"]):
-            log.info("watchdog on: a hang restarts the board after %d s (it keeps running at the REPL)"
-                     % cfg["wdt_s"])
         while True:
+            if cfg["deep_sleep"]:  # battery mode (flashed, or set by a remote config): one wake, then deep sleep
+                import battery
+                battery.run(self)  # returns after max_cycles, or when a remote config turned deep_sleep off
+                if cfg["deep_sleep"]:
+                    return
             self.tick()
             if self.sess.inbox is not None:
                 self.configure()
             if self.finished() and not len(self.box):
                 break
-            msg = self.box.peek()
-            if msg is not None:
-                head = self.box.head
-                seq = self.box.seq - len(self.box)
-                if self.sess.publish(self.topic, msg):
-                    if self.box.head == head:  # not already pushed out by a full outbox during the wait
-                        self.box.pop()
-                    self.sent += 1
-                    self.board.led(True)
-                    log.info("published seq", seq, "queued", len(self.box))
-                    continue
-                wait = self.sess.retry_in()
-            else:
-                wait = cfg["interval_s"] * 1000
+            if self.send():
+                continue
+            wait = self.sess.retry_in() if len(self.box) else cfg["interval_s"] * 1000
             left = time.ticks_diff(self.due, time.ticks_ms())
             self.board.led(False)
             self.sess.idle(max(0, min(wait, left)))
+
+    def send(self):
+        # the oldest queued reading to the broker: True once acknowledged (connecting first if need be)
+        msg = self.box.peek()
+        if msg is None:
+            return False
+        head = self.box.head
+        seq = self.box.seq - len(self.box)
+        if not self.sess.publish(self.topic, msg):
+            return False
+        if self.box.head == head:  # not already pushed out by a full outbox during the wait
+            self.box.pop()
+        self.sent += 1
+        self.board.led(True)
+        log.info("published seq", seq, "queued", len(self.box))
+        return True
 
 
 def _say(what, arg):

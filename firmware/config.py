@@ -29,6 +29,8 @@ DEFAULTS = {
     "max_cycles": (0, int),          # 0: forever; tests and benchmarks stop after N readings
     "wdt_s": (60, int),              # hardware watchdog timeout; 0: off. It keeps running at the REPL
     "health_every": (10, int),       # every Nth reading carries the health fields; 0: never
+    "deep_sleep": (False, bool),     # battery mode: one reading per wake, machine.deepsleep() in between
+    "publish_every": (1, int),       # battery mode: connect every Nth wake and send what is queued
 }
 # allowed range of every numeric key (inclusive)
 BOUNDS = {
@@ -48,13 +50,14 @@ BOUNDS = {
     "max_cycles": (0, 1000000000),
     "wdt_s": (0, 3600),
     "health_every": (0, 1000000),
+    "publish_every": (1, 1000),
 }
 REQUIRED = ("device_id", "broker_host")
 # remote config (<prefix>/<id>/config): the keys a device applies at run time; NEVER_REMOTE ones are refused
 # with a line saying so (who the device is and where it connects change only with 'sensorpub flash'), and
 # any other key is refused as needing a re-flash
 REMOTE = ("interval_s", "health_every", "keepalive_s", "puback_timeout_s", "backoff_base_s", "backoff_cap_s",
-          "probe_s")
+          "probe_s", "deep_sleep", "publish_every")
 NEVER_REMOTE = ("device_id", "client_id", "broker_host", "broker_port", "topic_prefix", "wifi_ssid",
                 "wifi_password", "ntp_host")
 
@@ -97,6 +100,9 @@ def validate(user, path=PATH):
             raise ConfigError("key '%s' in %s is %d: allowed %d to %d" % (k, path, cfg[k], lo, hi))
     if cfg["interval_s"] == 0 and not cfg["max_cycles"]:
         raise ConfigError("key 'interval_s' in %s is 0: allowed 1 to 86400 (0 only with max_cycles)" % path)
+    if cfg["deep_sleep"] and cfg["publish_every"] > cfg["outbox_slots"]:
+        raise ConfigError("key 'publish_every' in %s is %d: the outbox holds %d readings: raise outbox_slots"
+                          % (path, cfg["publish_every"], cfg["outbox_slots"]))
     if cfg["backoff_cap_s"] < cfg["backoff_base_s"]:
         raise ConfigError("key 'backoff_cap_s' in %s is below backoff_base_s: raise it" % path)
     low = 2 * cfg["connect_timeout_s"] + 15  # a TCP connect and a TLS handshake back to back, and DNS

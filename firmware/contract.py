@@ -22,12 +22,13 @@ HEALTH_FIELDS = ("heap_free", "rssi", "reconnects", "queued", "cert_days")
 # the status document: online after each CONNECT with the reset cause, firmware version, board,
 # MicroPython version, boot count and the remote config version in use (0: none); the last %s is empty, or
 # ',"refused":{"version":N,"key":K,"reason":R}' for a remote config the device refused. Offline as the Last
-# Will (lost) or on a planned stop (stopped)
+# Will (lost), on a planned stop (stopped) or before a deep sleep (sleeping)
 STATUS_ONLINE = '{"state":"online","reset":"%s","fw":"%s","board":"%s","mp":"%s","boots":%d,"config":%s%s}'
 FW_VERSION = "0.2.0"          # this firmware's version: the host package's own (sensorpub --version)
 STATUS_REFUSED = ',"refused":{"version":%d,"key":%s,"reason":%s}'  # the key and reason as JSON strings
 STATUS_LOST = b'{"state":"offline","reason":"lost"}'
 STATUS_STOPPED = b'{"state":"offline","reason":"stopped"}'
+STATUS_SLEEPING = b'{"state":"offline","reason":"sleeping"}'  # battery mode: sent before each deep sleep
 
 # files 'sensorpub flash' writes
 CONFIG_PATH = "/config.json"

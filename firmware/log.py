@@ -1,11 +1,11 @@
 # Console log: one line per event, "[uptime] LEVEL message". Never pass secrets here.
 import time
 
-_T0 = time.ticks_ms()
+T0 = time.ticks_ms()
 
 
 def log(level, *parts):
-    t = time.ticks_diff(time.ticks_ms(), _T0)
+    t = time.ticks_diff(time.ticks_ms(), T0)
     print("[%9.3f]" % (t / 1000), level, *parts)
 
 

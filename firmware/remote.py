@@ -79,9 +79,10 @@ def _check(version, keys):
         raise _refused(version, CONFIG_DOC[1], msg)
 
 
-def apply(msg, current):
+def apply(msg, current, can_sleep=True):
     # msg: the document's bytes. None if it is not newer than `current` (already in use: every CONNECT
-    # delivers the retained one again); else (version, cfg) once saved; Refused for a bad document
+    # delivers the retained one again); else (version, cfg) once saved; Refused for a bad document, or for
+    # deep_sleep on a board that cannot (can_sleep False)
     v, k = CONFIG_DOC
     try:
         doc = json.loads(msg)
@@ -94,6 +95,8 @@ def apply(msg, current):
         return None
     keys = doc.get(k, {})
     cfg = _check(version, keys)
+    if cfg["deep_sleep"] and not can_sleep:
+        raise _refused(version, "deep_sleep", "this board cannot deep sleep (it has no deepsleep())")
     with open(_TMP, "w") as f:  # written aside, then renamed: a power cut leaves the old file or the new one
         json.dump({v: version, k: keys}, f)
     os.rename(_TMP, REMOTE_PATH)
@@ -116,7 +119,7 @@ def configure(p):
     msg, p.sess.inbox = p.sess.inbox, None
     refused = done = None
     try:  # not newer than the one in use or the last refused (every CONNECT delivers it again): None
-        done = apply(msg, max(p.version, p.refused))
+        done = apply(msg, max(p.version, p.refused), hasattr(p.board, "deepsleep"))
     except Refused as e:
         refused = e
     except (OSError, ValueError) as e:  # flash full, or a /config.json that no longer loads

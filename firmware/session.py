@@ -173,13 +173,14 @@ class Session:
             except OSError:
                 pass
 
-    def stop(self):
-        # a planned stop: a retained 'offline', then DISCONNECT, so the Last Will (for a crash) stays unused
+    def stop(self, doc=None):
+        # a planned stop: a retained 'offline' (doc: another one, e.g. sleeping), then DISCONNECT, so the Last
+        # Will (for a crash) stays unused
         if not self.c:
             return
         self.c.sock.n = 0  # drop a packet half-written when Ctrl-C came
         self.c.sock.t = min(self.ack_ms, 2000)  # mpremote waits ~10 s for the REPL after its Ctrl-C
-        if self._send(self.status, self.OFFLINE_STOPPED, True, "announcing offline"):
+        if self._send(self.status, doc or self.OFFLINE_STOPPED, True, "announcing offline"):
             self.close(disconnect=True)
             log.info("stopped: status offline, DISCONNECT sent")
 

@@ -12,12 +12,20 @@ BOOTS = "/boots"  # the boot count, reported in the online status
 
 
 def count():
-    # this boot's number (1 on the first boot, or after the file was lost or damaged)
+    # this boot's number (1 on the first boot, or after the file was lost or damaged). A wake from deep sleep
+    # is not a boot: battery mode writes no flash for it
+    try:
+        import machine
+        woke = machine.reset_cause() == machine.DEEPSLEEP_RESET
+    except (ImportError, AttributeError):  # the bare Unix port
+        woke = False
     try:
         with open(BOOTS) as f:
-            n = int(f.read()) + 1
+            n = int(f.read()) + (0 if woke else 1)
     except (OSError, ValueError):
         n = 1
+    if woke:
+        return n
     try:
         with open(BOOTS, "w") as f:
             f.write(str(n))
@@ -46,10 +54,21 @@ def prepare(board_module, n):
     del sys.modules["remote"], remote, sys.modules["config"]  # done with: the RAM goes to TLS
     name = board_module.NAME
     log.info("device %s, broker %s:%d, board %s" % (cfg["device_id"], cfg["broker_host"], cfg["broker_port"], name))
-    board = _retry("board", lambda: board_module.Board(cfg), cfg["backoff_cap_s"])
+
+    def make():
+        b = board_module.Board(cfg)
+        if cfg["deep_sleep"] and not hasattr(b, "deepsleep"):  # _board.py: deepsleep() is optional
+            raise ValueError("config key 'deep_sleep' is true: board %s cannot deep sleep (use an ESP32 board): "
+                             "re-flash with --set deep_sleep=false" % name)
+        return b
+
+    board = _retry("board", make, cfg["backoff_cap_s"])
     mp = "%d.%d.%d" % sys.implementation.version[:3]
     online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n, version, "")).encode()
     import creds
     ctx, expires = _retry("credentials", creds.context, cfg["backoff_cap_s"])
     del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
+    # armed last (the waits above do not feed it), and here rather than in app.py: this module's RAM is given back
+    if cfg["wdt_s"] and board.watchdog(cfg["wdt_s"]):
+        log.info("watchdog on: a hang restarts the board after %d s (it keeps running at the REPL)" % cfg["wdt_s"])
     return cfg, board, ctx, expires, online, version

@@ -33,7 +33,7 @@ HEAP_FIELD, RSSI_FIELD, RECONNECTS_FIELD, QUEUED_FIELD, CERT_DAYS_FIELD = HEALTH
 # FW_KEY: <sensorpub firmware version>, BOARD_KEY: <board module>, MP_KEY: <MicroPython version>, BOOTS_KEY: <boot
 # count>, CONFIG_KEY: <remote config version in use, 0: none>} and, after a remote config the device refused,
 # REFUSED_KEY: {VERSION_KEY: N, KEY_KEY: <the key>, REASON_KEY: <why>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as
-# the Last Will, REASON_KEY: STOPPED on a planned stop. The device announces it again after each remote config.
+# the Last Will, REASON_KEY: STOPPED on a planned stop, SLEEPING before a deep sleep (battery mode). The device announces it again after each remote config.
 STATE_KEY, RESET_KEY, REASON_KEY = "state", "reset", "reason"
 FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY = "fw", "board", "mp", "boots", "config"
 ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY)
@@ -46,7 +46,7 @@ REFUSED_KEY, KEY_KEY = "refused", "key"
 VERSION_KEY, SET_KEY = "version", "set"
 FW_VERSION = "0.2.0"          # the firmware 'sensorpub flash' writes reports this as FW_KEY (= sensorpub --version)
 ONLINE, OFFLINE = "online", "offline"
-LOST, STOPPED = "lost", "stopped"
+LOST, STOPPED, SLEEPING = "lost", "stopped", "sleeping"  # SLEEPING: battery mode, before each deep sleep
 
 # Files on the board that 'sensorpub flash' writes.
 CONFIG_PATH = "/config.json"

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .contract import (BOARD_KEY, BOOTS_KEY, CERT_DAYS_FIELD, FW_KEY, HEALTH_FIELDS, MP_KEY, OFFLINE, REASON_KEY,
-                       RESET_KEY, SEQ_FIELD, STATUS, STATUS_LEAF, STATUS_SENSOR_ERROR, TELEMETRY, TS_FIELD)
+                       RESET_KEY, SEQ_FIELD, SLEEPING, STATUS, STATUS_LEAF, STATUS_SENSOR_ERROR, TELEMETRY,
+                       TS_FIELD)
 from .errors import CommandError
 from .verify import EXIT_CONNECT, Endpoint, clean, connect, parse_status, tls_context, validate
 
+ASLEEP = "asleep"         # the state shown for a battery-mode device between readings (offline, reason SLEEPING)
 CERT_SOON_DAYS = 30      # a certificate with this many days left or fewer is flagged
 DEFAULT_WAIT_S = 3.0     # no store: how long to listen for retained statuses and telemetry
 NAME_WIDTH = 24          # as verify's table: a longer device name is cut with '~'
@@ -114,6 +116,8 @@ def summarize(device: str, readings: List[dict], status: Optional[dict] = None, 
     now = time.time() if now is None else now
     readings = sorted(readings, key=lambda r: r["seq"])
     state, doc = _doc(status["doc"] if status else None)
+    if state == OFFLINE and doc.get(REASON_KEY) == SLEEPING:
+        state = ASLEEP  # battery mode between readings: not a device in trouble
     if status and status.get("online_doc"):  # offline: the firmware and board it ran when last online
         doc = {**_doc(status["online_doc"])[1], **doc}
     seen = [r["received_at"] for r in readings]

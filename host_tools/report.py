@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .contract import (BOARD_KEY, BOOTS_KEY, CERT_DAYS_FIELD, FW_KEY, HEALTH_FIELDS, MP_KEY, OFFLINE, REASON_KEY,
                        RESET_KEY, STATUS_SENSOR_ERROR)
 from .errors import CommandError
-from .fleet_status import CERT_SOON_DAYS, COLUMNS, age, cells, known_devices, missing_ranges, summarize
+from .fleet_status import ASLEEP, CERT_SOON_DAYS, COLUMNS, age, cells, known_devices, missing_ranges, summarize
 from .verify import RESERVED, clean
 
 DUPLICATES = "0 (de-duplicated by the bridge)"  # the store keeps one row per (device, seq); redeliveries are not counted
@@ -185,7 +185,7 @@ def _when(row: dict) -> str:
 def _section(i: int, d: _Device, row: dict) -> str:
     state = row["state"] or "unknown"
     extra = row[REASON_KEY] if state == OFFLINE else row[RESET_KEY]
-    badge = "offline" if state == OFFLINE else "online" if state == "online" else "unknown"
+    badge = "offline" if state == OFFLINE else "online" if state in ("online", ASLEEP) else "unknown"
     lat = sorted(d.latency)
     facts = [
         ("state", _e(state) + (f" ({'reason' if state == OFFLINE else 'reset'}: {_e(extra)})" if extra else "")),

@@ -196,7 +196,7 @@ class Relay:
         self.srv.close()
 
 
-def persistent_verifier(fleet, port, seen, client_id="chaos-verifier"):
+def persistent_verifier(fleet, port, seen, client_id="chaos-verifier", topic="devices/+/telemetry"):
     """A verifier with a persistent session (clean_session False, QoS 1) that reconnects on its own."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                     protocol=mqtt.MQTTv311)
@@ -205,7 +205,7 @@ def persistent_verifier(fleet, port, seen, client_id="chaos-verifier"):
     c.tls_set_context(ctx)
     c.reconnect_delay_set(0.1, 0.5)
     subscribed = threading.Event()
-    c.on_connect = lambda cl, *a: cl.subscribe("devices/+/telemetry", qos=1)
+    c.on_connect = lambda cl, *a: cl.subscribe(topic, qos=1)
     c.on_subscribe = lambda *a: subscribed.set()
     c.on_message = lambda _c, _u, m: seen.append((m.topic, m.payload))
     c.connect("localhost", port, keepalive=5)

@@ -56,6 +56,7 @@ def board_facts(fw) -> dict:
     facts["config document keys"] = fw.CONFIG_DOC
     facts["status lost"] = json.loads(fw.STATUS_LOST)
     facts["status stopped"] = json.loads(fw.STATUS_STOPPED)
+    facts["status sleeping"] = json.loads(fw.STATUS_SLEEPING)
     return facts
 
 
@@ -68,6 +69,7 @@ def host_facts(h) -> dict:
     facts["config document keys"] = (h.VERSION_KEY, h.SET_KEY)
     facts["status lost"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.LOST}
     facts["status stopped"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.STOPPED}
+    facts["status sleeping"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.SLEEPING}
     return facts
 
 
@@ -86,7 +88,7 @@ def test_board_and_host_state_the_same_facts():
     fw, h = Reads(load_board_contract()), Reads(host_contract)
     board, host = board_facts(fw), host_facts(h)
     assert mismatches(board, host) == []
-    assert len(board) == 23 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
+    assert len(board) == 24 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
                                                                                              "reason": "lost"}
     # every fact either side states was compared: a new one must be added on both sides and above
     assert fw.names == public(fw.mod), public(fw.mod) ^ fw.names

@@ -78,23 +78,23 @@ def test_remote_config_applied_kept_across_a_reset_refused_with_reasons_and_only
     for version, keys, key, reason in ((2, {"interval_s": 0}, "interval_s", "allowed 1 to 86400"),
                                        (3, {"colour": 1}, "colour", "unknown key"),
                                        (4, {"broker_host": "evil.example"}, "broker_host", "never changes over the air"),
-                                       (5, {"interval_s": "60"}, "interval_s", "must be int")):
+                                       (5, {"interval_s": "60"}, "interval_s", "must be int"),
+                                       (6, {"deep_sleep": True}, "deep_sleep", "this board cannot deep sleep")):
         op.send(version, keys)
         doc = op.wait(lambda d: d.get("refused", {}).get("version") == version)
         assert doc["config"] == 1 and doc["refused"]["key"] == key and reason in doc["refused"]["reason"], doc
         con.expect(rf"ERROR remote config {version} refused: {key}: [^\n]*{reason}[^\n]*; config 1 stays", timeout=5)
     assert all(2 <= s <= 4 for s in op.spacing()), con.evidence()
 
-    # a reset: the board boots with config 1 from /remote.json (and the retained doc, refused version 5, is
-    # not applied again)
-    op.send(6, {"interval_s": 2, "health_every": 1})
-    op.wait(lambda d: d.get("config") == 6)
+    # a reset: the board boots with config 7 from /remote.json (and the retained doc is not applied again)
+    op.send(7, {"interval_s": 2, "health_every": 1})
+    op.wait(lambda d: d.get("config") == 7)
     op.docs.clear()
     con.mark()
     r = mpremote(vboard.port, "reset")
     assert r.returncode == 0, r.stderr
     con.expect(r"publishing to devices/dev1/telemetry every 2 s", timeout=20)
     doc = op.wait(lambda d: d["state"] == "online" and d["boots"] >= 2)
-    assert doc["config"] == 6 and "refused" not in doc, doc
+    assert doc["config"] == 7 and "refused" not in doc, doc
     assert "remote config" not in con.text(), con.evidence()  # nothing applied or refused again at boot
     op.c.disconnect()

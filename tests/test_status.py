@@ -187,3 +187,12 @@ def test_bad_input_is_one_line(fleet):
         assert r.returncode == code and len(errors) == 1 and text in errors[0], (argv, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr and r.stdout == ""
     assert not (fleet.root.parent.parent / "nowhere.sqlite").exists()
+
+
+def test_a_battery_device_between_readings_is_asleep_not_offline():
+    now = time.time()
+    row = summarize("bat1", [reading("bat1", 0, now - 30, now - 29)],
+                    {"doc": json.dumps({"state": "offline", "reason": "sleeping"}), "updated_at": now - 28}, now)
+    assert row["state"] == "asleep" and "offline" not in row["flags"], row
+    lost = summarize("bat1", [], {"doc": json.dumps({"state": "offline", "reason": "lost"}), "updated_at": now}, now)
+    assert lost["state"] == "offline" and "offline" in lost["flags"], lost  # the control: a lost one is offline

@@ -5,7 +5,8 @@ Rows: provisioning vs the openssl pattern (bench_pki.py); TLS records and bytes 
 on a bare SSLContext and vs the TLS 1.2 AES-GCM + MQTT 3.1.1 floor (bench_tls.py); connect and publish
 times vs paho-mqtt on the same broker (bench_paho.py); the smallest heap as .mpy vs .py and backlog drain
 with vs without the TCP probe (bench_recovery.py); flash erases per reading vs the ring-file outbox
-(bench_wear.py); a short fleet run, lean boards vs one supervisor per board (bench_fleet.py, when present).
+(bench_wear.py); battery mode's awake time and TLS handshakes per reading, publish_every 10 vs 1, and
+remote config's change-to-answer time vs a re-flash (bench_battery.py); a short fleet run, lean boards vs one supervisor per board (bench_fleet.py, when present).
 BENCH_QUICK=1 skips the slow rows (long outage, fleet). Figures only: nothing here passes or fails.
 """
 import json
@@ -101,6 +102,17 @@ def main() -> None:
             plain = bench_recovery.drain(b, outage, probe_s=0)
             row(f"drain {probe['readings_drained']} readings after a {outage} s outage", probe["drain_s"],
                 plain["drain_s"], "s", "back-off window alone (probe_s 0), same outage")
+        print("battery mode (deep sleep, a reading a second, 20 readings) and remote config:", flush=True)
+        import bench_battery
+        one = bench_battery.battery(b, every=1)
+        ten = bench_battery.battery(b, every=10)
+        row("battery: awake time per reading", ten["awake_ms_per_reading"], one["awake_ms_per_reading"], "ms",
+            "publish_every 1 (a connection every wake); ours: publish_every 10")
+        row("battery: TLS handshakes per reading", ten["handshakes_per_reading"], one["handshakes_per_reading"],
+            "handshakes", "publish_every 1; ours: publish_every 10")
+        rc = bench_battery.remote_config(b)
+        row("remote config: change to the device's answer", rc["config_set_s"], rc["flash_s"], "s",
+            "'sensorpub flash' with the same change (median of 3 config sets)")
         fleet_rows()
     finally:
         b.stop()
