@@ -104,7 +104,7 @@ class Esp32Board:
                 return True
             except ValueError:  # no sync recorded: NTP now
                 pass
-        return self.wlan.isconnected() and self._ntp()  # no NTP without Wi-Fi: network_up calls it again
+        return self.wlan.isconnected() and self._ntp()  # no NTP without Wi-Fi: tried again before each CONNECT
 
     def _ntp(self):
         try:
