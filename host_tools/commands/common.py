@@ -30,6 +30,35 @@ def add_fleet(p) -> None:
     p.add_argument("--fleet", default=DEFAULT_FLEET, help=f"fleet name (default: {DEFAULT_FLEET})")
 
 
+def add_verifier_connection(p, when: str = "") -> None:
+    """--host, --port, --as: a short connection to the fleet's broker as a verifier identity (status, config).
+    `when`: what the help texts start with (e.g. 'no store: ')."""
+    from ..contract import DEFAULT_PORT
+    p.add_argument("--host", help=f"{when}broker host (default: localhost)")
+    p.add_argument("--port", type=int, help=f"{when}broker port (default: the port the fleet's broker was last "
+                                            f"started on, else {DEFAULT_PORT})")
+    p.add_argument("--as", dest="identity", default="", metavar="NAME",
+                   help=f"{when}connect as verifier identity NAME ('sensorpub pki verifier --name NAME'), so a "
+                        "verify or bridge running with the default identity is not disconnected")
+
+
+def verifier_endpoint(args):
+    """(Endpoint, target) for add_verifier_connection's flags and --fleet: a clean session with its own client id."""
+    import os
+
+    from .. import target
+    from ..errors import CommandError
+    from ..fleet import Fleet
+    from ..verify import Endpoint
+    v = Fleet(args.fleet).verifier_identity_dir(args.identity)
+    if not (v / "verifier.pem").exists() and args.identity:
+        raise CommandError(f"no verifier identity {args.identity!r} in fleet {args.fleet!r}: "
+                           f"run 'sensorpub pki verifier --name {args.identity}' first")
+    t = target.resolve(args.fleet, "local", args.host, args.port)
+    return Endpoint(t.host, t.port, t.ca_file, v / "verifier.pem", v / "verifier.key.pem",
+                    client_id=f"sensorpub-verifier-{os.getpid()}"), t
+
+
 def add_aws_flags(p, root_ca: bool = False) -> None:
     p.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
     p.add_argument("--profile", help="AWS profile from ~/.aws (default: AWS_PROFILE or 'default')")

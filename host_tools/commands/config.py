@@ -1,10 +1,8 @@
 """`sensorpub config`: a device's remote config, set over MQTT as the verifier (the operator), and read back."""
 import json
-import os
 
-from ..contract import DEFAULT_PORT
 from ..errors import CommandError
-from .common import actions, add_fleet, command, say
+from .common import actions, add_fleet, add_verifier_connection, command, say, verifier_endpoint
 
 EPILOG = """The device's config topic devices/<id>/config holds one retained document {"version": N, "set": {...}}:
 every override, on top of the device's flashed /config.json (a key left out goes back to its flashed value). Only the
@@ -32,12 +30,7 @@ def argparse_config(sub):
     for name, a in actions(p, ACTIONS).items():
         add_fleet(a)
         a.add_argument("--device", required=True, help="the device (its certificate CN)")
-        a.add_argument("--host", help="broker host (default: localhost)")
-        a.add_argument("--port", type=int, help="broker port (default: the port the fleet's broker was last "
-                                                f"started on, else {DEFAULT_PORT})")
-        a.add_argument("--as", dest="identity", default="", metavar="NAME",
-                       help="connect as verifier identity NAME ('sensorpub pki verifier --name NAME'), so a "
-                            "verify or bridge running with the default identity is not disconnected")
+        add_verifier_connection(a)
         a.add_argument("--json", action="store_true", help="print the result as JSON")
         if name == "set":
             a.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
@@ -114,14 +107,6 @@ def _get(args, rc):
 
 
 def _endpoint(args):
-    from .. import target
-    from ..fleet import Fleet
-    from ..verify import Endpoint
-    v = Fleet(args.fleet).verifier_identity_dir(args.identity)
-    if not (v / "verifier.pem").exists() and args.identity:
-        raise CommandError(f"no verifier identity {args.identity!r} in fleet {args.fleet!r}: "
-                           f"run 'sensorpub pki verifier --name {args.identity}' first")
-    t = target.resolve(args.fleet, "local", args.host, args.port)
+    ep, t = verifier_endpoint(args)
     say(f"config: connecting to {t.host}:{t.port} as the verifier{' ' + args.identity if args.identity else ''}")
-    return Endpoint(t.host, t.port, t.ca_file, v / "verifier.pem", v / "verifier.key.pem",
-                    client_id=f"sensorpub-verifier-{os.getpid()}")
+    return ep

@@ -1,10 +1,8 @@
 """`sensorpub status`: the fleet at a glance, from the bridge's store or a short subscription."""
 import json
-import os
 
-from ..contract import DEFAULT_PORT
 from ..errors import CommandError
-from .common import add_fleet, command, say
+from .common import add_fleet, add_verifier_connection, command, say, verifier_endpoint
 
 EPILOG = """Source: the store when there is one (--store, or data/<fleet>/readings.sqlite once 'sensorpub bridge' ran);
 otherwise the broker's retained status of every device plus the telemetry heard within --wait seconds.
@@ -34,12 +32,7 @@ def argparse_status(sub):
     p.add_argument("--json", action="store_true", help="print every row with all its fields as JSON")
     p.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="SECONDS",
                    help=f"no store: seconds to listen for retained statuses and telemetry (default: {DEFAULT_WAIT_S:g})")
-    p.add_argument("--host", help="no store: broker host (default: localhost)")
-    p.add_argument("--port", type=int, help="no store: broker port (default: the port the fleet's broker was last "
-                                            f"started on, else {DEFAULT_PORT})")
-    p.add_argument("--as", dest="identity", default="", metavar="NAME",
-                   help="no store: connect as verifier identity NAME ('sensorpub pki verifier --name NAME'), so a "
-                        "verify or bridge running with the default identity is not disconnected")
+    add_verifier_connection(p, "no store: ")
 
 
 def do_status(args):
@@ -68,17 +61,9 @@ def do_status(args):
 
 def _from_broker(args, known):
     import time
-    from .. import fleet_status, target
-    from ..fleet import Fleet
+    from .. import fleet_status
     from ..store import store_path
-    from ..verify import Endpoint
-    v = Fleet(args.fleet).verifier_identity_dir(args.identity)
-    if not (v / "verifier.pem").exists() and args.identity:
-        raise CommandError(f"no verifier identity {args.identity!r} in fleet {args.fleet!r}: "
-                           f"run 'sensorpub pki verifier --name {args.identity}' first")
-    t = target.resolve(args.fleet, "local", args.host, args.port)
-    ep = Endpoint(t.host, t.port, t.ca_file, v / "verifier.pem", v / "verifier.key.pem",
-                  client_id=f"sensorpub-verifier-{os.getpid()}")
+    ep, t = verifier_endpoint(args)
     say(f"status: no store ({store_path(args.fleet)} does not exist): asking the broker at {t.host}:{t.port}")
     messages = fleet_status.listen(ep, args.wait, on_ready=lambda: say(
         f"status: subscribed; listening {args.wait:g} s for retained statuses and telemetry"))
