@@ -7,11 +7,13 @@ import time
 from collections import OrderedDict
 
 import log
-from contract import (CONFIG_LEAF, ERROR_FIELD, HEALTH_FIELDS, READING_FIELDS, STATUS_LEAF, STATUS_OK,
-                      STATUS_SENSOR_ERROR, TELEMETRY_LEAF)
+from contract import (CERT_LEAF, CONFIG_LEAF, ERROR_FIELD, HEALTH_FIELDS, READING_FIELDS, STATUS_LEAF,
+                      STATUS_ONLINE, STATUS_OK, STATUS_SENSOR_ERROR, STATUS_TAIL, TELEMETRY_LEAF)
 from outbox import SLOT, Outbox
 
 _SEP = (",", ":")  # compact JSON
+_TAIL = STATUS_ONLINE[STATUS_ONLINE.find(STATUS_TAIL):]  # the status's run-time part: cert, config, refusals
+_NO_RENEWAL = [0]  # set once a renewal ran out of heap: for the rest of this boot (app.py stays loaded)
 _EPOCH = 0 if time.gmtime(0)[0] == 1970 else 946684800  # some ports count from 2000
 
 
@@ -22,20 +24,24 @@ def _ts(synced):
 
 
 class Publisher:
-    def __init__(self, cfg, board, ctx, expires=None, online=None, version=0):
+    def __init__(self, cfg, board, ctx, expires=None, online=None, version=0, serial="?"):
         # expires: the client certificate's notAfter (time.mktime); online: the status document; version: the
-        # remote config in use (all three from startup.prepare)
+        # remote config in use; serial: the client certificate's (all from startup.prepare)
         from session import Session  # imported late: umqtt and select cost RAM
         self.cfg = cfg
         self.board = board
         self.expires = expires
         self.version = version
+        self.serial = serial
         self.refused = 0  # the last remote config version refused
+        self.cert_refused = None  # the serial of the last pushed certificate refused (tried once a boot)
+        self.notes = ["", ""]  # the status's refusals: of a remote config, of a pushed certificate
+        self.trial = False  # renew.py runs with a pushed certificate written beside the one in use
         dev = cfg["device_id"]
         pre = cfg["topic_prefix"] + "/" + dev + "/"
         self.topic = pre + TELEMETRY_LEAF
         self.sess = Session(cfg, ctx, pre + STATUS_LEAF, board.network_up, self.tick, online, self.clock,
-                            pre + CONFIG_LEAF)
+                            pre + CONFIG_LEAF, pre + CERT_LEAF)
         self.box = Outbox(cfg["outbox_slots"], dev)
         # the fixed fields first and in order (a dict's order is its hash table's): the outbox stores a reading
         # that starts with its device_id and seq without them
@@ -114,6 +120,46 @@ class Publisher:
             del sys.modules["remote"], remote
             sys.modules.pop("config", None)
 
+    def renew(self):
+        # a certificate arrived: renew.py tries it and keeps it or rolls back (loaded for this, then dropped)
+        if _NO_RENEWAL[0]:
+            self.sess.certbox = None
+            return
+        gc.collect()
+        try:
+            import renew
+            renew.run(self)
+        except MemoryError as e:
+            # too little heap for the check or a second TLS context. The retained certificate comes again at
+            # every CONNECT, so pushes are skipped until a reset rather than failing at each (a publisher
+            # restart would not end that); past the trial's start, the restart rebuilds the old context
+            _NO_RENEWAL[0] = 1
+            self.sess.certbox = None
+            log.error("certificate renewal ran out of heap (%d bytes free): pushed certificates are skipped until "
+                      "a reset; the certificate in use stays" % gc.mem_free())
+            if self.trial:
+                raise  # printed by main() as it restarts the publisher
+            sys.print_exception(e)
+        finally:
+            self.trial = False
+            for m in ("renew", "creds", "certinfo", "contract"):
+                sys.modules.pop(m, None)
+            gc.collect()
+
+    def mail(self):
+        # what the broker sent on our own topics: a remote config, a renewed certificate
+        if self.sess.inbox is not None:
+            self.configure()
+        if self.sess.certbox is not None:
+            self.renew()
+
+    def announce(self):
+        # the online status with its run-time part set anew (the certificate and config in use, what was
+        # refused): kept for each CONNECT, and sent now if connected
+        d = self.sess.online
+        d = d[:d.find(STATUS_TAIL.encode())]
+        self.sess.announce(d + (_TAIL % (self.serial, self.version, self.notes[0] + self.notes[1])).encode())
+
     def run(self):
         try:
             self._loop()
@@ -166,8 +212,8 @@ class Publisher:
                 if cfg["deep_sleep"]:
                     return
             self.tick()
-            if self.sess.inbox is not None:
-                self.configure()
+            if self.sess.has_mail():
+                self.mail()
             if self.finished() and not len(self.box):
                 break
             if self.send():

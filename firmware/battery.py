@@ -18,8 +18,8 @@ def run(p):
     if len(p.box) >= cfg["publish_every"] or (p.finished() and len(p.box)):
         while p.send():  # one connection attempt: if the broker is down, the readings wait for a later wake
             pass
-        if p.sess.inbox is not None:
-            p.configure()  # arrived right after the SUBACK, while the readings went out
+        if p.sess.has_mail():
+            p.mail()  # a remote config or a certificate: arrived right after the SUBACK, while the readings went out
         if not cfg["deep_sleep"]:
             return  # turned off remotely: stay awake and connected
     p.sess.stop(STATUS_SLEEPING)  # if connected: "sleeping", then DISCONNECT (no Last Will)

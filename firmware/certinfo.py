@@ -1,6 +1,7 @@
-# Two facts about the DER credentials that TLS would only reveal as an opaque failure: the certificate's
-# validity dates, and the public key a private key carries (to check the pair). Loaded for these checks (by
-# creds.py at boot, by reasons.py when the broker refuses us), then dropped from memory.
+# Facts about the DER credentials that TLS would only reveal as an opaque failure: a certificate's validity
+# dates, serial number, issuer, subject and public key, and the public key a private key carries (to check the
+# pair). Loaded for these checks (by creds.py at start, by reasons.py when the broker refuses us, by renew.py
+# for a pushed certificate), then dropped from memory.
 
 
 def _tlv(b, i):
@@ -16,18 +17,47 @@ def _tlv(b, i):
     return b[i], j, n
 
 
+def _tbs(cert):
+    # the TBSCertificate's fields after the [0] version as (tag, start of content, length): serial number,
+    # signature algorithm, issuer, validity, subject, subjectPublicKeyInfo
+    _, i, _ = _tlv(cert, 0)          # Certificate
+    _, i, n = _tlv(cert, i)          # TBSCertificate
+    end = i + n
+    out = []  # type: list
+    while i < end and len(out) < 6:
+        t, j, n = _tlv(cert, i)
+        if t != 0xA0:
+            out.append((t, j, n))
+        i = j + n
+    if len(out) < 6 or i > len(cert):
+        raise IndexError("short certificate")
+    return out
+
+
+def field(cert, k):
+    # the content of TBSCertificate field k (SERIAL, ISSUER, SUBJECT, KEY) as bytes; None if unreadable
+    try:
+        _, j, n = _tbs(cert)[k]
+        return bytes(cert[j:j + n])
+    except (IndexError, ValueError):
+        return None
+
+
+SERIAL, ISSUER, SUBJECT, KEY = 0, 2, 4, 5
+
+
+def serial(cert):
+    # the serial number in lowercase hex without leading zeros (as the host prints it); "?" if unreadable
+    b = field(cert, SERIAL)
+    if not b:
+        return "?"
+    return "".join("%02x" % x for x in b).lstrip("0") or "0"
+
+
 def validity(cert):
     # notBefore and notAfter of a DER certificate as UTC tuples; None if it cannot be read
     try:
-        _, i, _ = _tlv(cert, 0)      # Certificate
-        _, i, _ = _tlv(cert, i)      # TBSCertificate
-        if cert[i] == 0xA0:          # [0] version
-            t, j, n = _tlv(cert, i)
-            i = j + n
-        for _ in range(3):           # serial, signature algorithm, issuer
-            t, j, n = _tlv(cert, i)
-            i = j + n
-        _, i, _ = _tlv(cert, i)      # Validity
+        _, i, _ = _tbs(cert)[3]      # Validity
         out = []
         for _ in range(2):
             t, j, n = _tlv(cert, i)

@@ -14,7 +14,7 @@ class CredsError(ValueError):  # a ValueError, so the caller can drop this modul
     pass
 
 
-def _der_ok(b):
+def der_ok(b):
     # one DER SEQUENCE spanning the whole file: catches PEM, truncation and junk before mbedTLS does
     if len(b) < 4 or b[0] != 0x30:
         return False
@@ -39,23 +39,25 @@ def _read(name):
         raise CredsError(path + " missing: " + FIX)
     if not b:
         raise CredsError(path + " is empty: " + FIX)
-    if not _der_ok(b):
+    if not der_ok(b):
         raise CredsError(path + " is not DER (PEM or damaged?): " + FIX)
     return b
 
 
-def context():
-    # (the TLS context, the certificate's notAfter in this port's epoch seconds or None)
-    cert, key, ca = _read(CERT_FILE), _read(KEY_FILE), _read(CA_FILE)
-    import certinfo  # loaded for two facts, then dropped: its RAM goes to the TLS context
+def context(cert_file=CERT_FILE):
+    # (the TLS context, the certificate's notAfter in this port's epoch seconds or None, its serial in hex).
+    # cert_file: a pushed certificate on trial (renew.py) instead of the one in use
+    cert, key, ca = _read(cert_file), _read(KEY_FILE), _read(CA_FILE)
+    import certinfo  # loaded for a few facts, then dropped: its RAM goes to the TLS context
     try:
         pub = certinfo.public_key(key)
         dates = certinfo.validity(cert)
+        serial = certinfo.serial(cert)
     finally:
         del sys.modules["certinfo"], certinfo
     if pub is not None and pub not in cert:  # TLS would fail later with a reason that names neither file
         raise CredsError("%s/%s does not belong to %s/%s (their public keys differ): %s"
-                         % (DIR, KEY_FILE, DIR, CERT_FILE, FIX))
+                         % (DIR, KEY_FILE, DIR, cert_file, FIX))
     del pub
     gc.collect()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -67,6 +69,6 @@ def context():
     try:
         ctx.load_cert_chain(cert, key)
     except (ValueError, OSError) as e:
-        raise CredsError("%s/%s or %s cannot be used (%s): %s" % (DIR, CERT_FILE, KEY_FILE, e, FIX))
+        raise CredsError("%s/%s or %s cannot be used (%s): %s" % (DIR, cert_file, KEY_FILE, e, FIX))
     del cert, key, ca
-    return ctx, (time.mktime(dates[1] + (0, 0)) if dates else None)
+    return ctx, (time.mktime(dates[1] + (0, 0)) if dates else None), serial

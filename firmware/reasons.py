@@ -122,6 +122,6 @@ def missing_module(e):
 
 
 def sub_refused(topic):
-    return ("remote config off until the next boot: the broker refused our subscription to %s (a broker ACL or "
-            "AWS policy from before remote config: re-run 'sensorpub broker start' or 'sensorpub aws "
-            "register-device')" % topic)
+    what = "certificate renewal" if topic.endswith("/cert") else "remote config"
+    return ("%s off until the next boot: the broker refused our subscription to %s (a broker ACL or AWS policy "
+            "from before it: re-run 'sensorpub broker start' or 'sensorpub aws register-device')" % (what, topic))

@@ -8,7 +8,7 @@ import time
 
 import config
 import log
-from contract import CONFIG_DOC, REMOTE_PATH, STATUS_ONLINE, STATUS_REFUSED
+from contract import CONFIG_DOC, REMOTE_PATH, STATUS_REFUSED
 
 _TMP = REMOTE_PATH + ".new"
 
@@ -103,16 +103,6 @@ def apply(msg, current, can_sleep=True):
     return version, cfg
 
 
-def online(doc, version, refused=None):
-    # the online status document `doc` (bytes) with its last fields (contract.STATUS_ONLINE) set anew: the
-    # config version in use and, after a refusal, what was refused and why
-    tail = STATUS_ONLINE[STATUS_ONLINE.rfind(","):]  # ,"config":%s%s}
-    extra = ""
-    if refused is not None:
-        extra = STATUS_REFUSED % (refused.version, json.dumps(refused.key), json.dumps(refused.reason[:120]))
-    return doc[:doc.rfind(tail[:tail.index(":") + 1].encode())] + (tail % (version, extra)).encode()
-
-
 def configure(p):
     # p: the Publisher, whose session received a document: apply it, or refuse it and keep the config in use;
     # either way the retained status says which version runs
@@ -139,4 +129,6 @@ def configure(p):
         log.info("remote config %d applied: %s" % (p.version, bytes(msg[:200]).decode()))
     else:
         return
-    p.sess.announce(online(p.sess.online, p.version, refused))
+    p.notes[0] = "" if refused is None else STATUS_REFUSED % (refused.version, json.dumps(refused.key),
+                                                              json.dumps(refused.reason[:120]))
+    p.announce()

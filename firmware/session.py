@@ -83,13 +83,14 @@ class Session:
     OFFLINE_LOST = STATUS_LOST
     OFFLINE_STOPPED = STATUS_STOPPED
 
-    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, online=None, clock=None, config_topic=None):
+    def __init__(self, cfg, ctx, status_topic, net_up=None, tick=None, online=None, clock=None, config_topic=None,
+                 cert_topic=None):
         self.cfg = cfg
         self.tick = tick
         self.clock = clock  # raises OSError while the clock is unset, so no TLS starts without a date
         if online is None:  # a session built by a test or tool: the firmware passes startup.prepare()'s
             from contract import STATUS_ONLINE
-            online = (STATUS_ONLINE % ("unknown", "-", "-", "-", 0, 0, "")).encode()
+            online = (STATUS_ONLINE % ("unknown", "-", "-", "-", 0, "-", 0, "")).encode()
         self.online = online
         self.tls = Tls(ctx, cfg["connect_timeout_s"] * 1000, tick)
         self.net = Net(min(cfg["connect_timeout_s"], max(1, cfg["interval_s"])))
@@ -110,11 +111,13 @@ class Session:
         self.configure()
         self.feed_ms = cfg["wdt_s"] * 250 or 60000  # an idle board wakes only to feed the watchdog
         self.probe_at = self.retry_at
-        # remote config: the topic subscribed to after each CONNECT (None: none); the last document received,
-        # for the caller to take (never handled inside a wait)
-        self.sub = config_topic
+        # remote config and certificate renewal: the topics subscribed to after each CONNECT; the last document
+        # received on each (inbox: config, certbox: a certificate), for the caller to take (never inside a wait)
+        self.subs = [t for t in (config_topic, cert_topic) if t]
+        self.cert_t = cert_topic.encode() if cert_topic else None
         self.inbox = None  # type: Any
-        self.sub_denied = 0  # connections in a row the broker closed at our subscription
+        self.certbox = None  # type: Any
+        self.sub_denied = 0  # connections in a row the broker closed at one of our subscriptions
         self.addr = None  # the broker's address, resolved by the first probe
 
     def configure(self):
@@ -131,35 +134,42 @@ class Session:
             self._send(self.status, online, True, "announcing the config")
 
     def _on_msg(self, topic, msg):
-        self.inbox = msg  # umqtt calls this inside its reads: the publisher takes it from the loop
+        # umqtt calls this inside its reads: the publisher takes it from the loop
+        if topic == self.cert_t:
+            self.certbox = msg
+        else:
+            self.inbox = msg
+
+    def has_mail(self):
+        return self.inbox is not None or self.certbox is not None
 
     def _subscribe(self):
-        # the config topic, after each CONNECT; False if the link failed. A broker that refuses it (an ACL or
-        # an AWS policy from before remote config) turns remote config off until the next boot, in one line.
-        if not self.sub:
-            return True
-        try:
-            self.c.subscribe(self.sub, 1)
-            self.sub_denied = 0
-            return True
-        except Exception as e:
-            if isinstance(e, MQTTException) and e.args and e.args[0] == 0x80:  # SUBACK failure: the link is fine
-                self._sub_off()
-                return True
-            if _closed(e):  # AWS IoT hangs up on a subscription its policy denies
-                self.sub_denied += 1
-                if self.sub_denied >= 2:
-                    self._sub_off()
-            self._failed(e, "subscribing to " + self.sub)
-            return False
+        # the config and certificate topics, after each CONNECT; False if the link failed. A broker that refuses
+        # one (an ACL or an AWS policy from before it) turns that one off until the next boot, in one line.
+        for t in list(self.subs):
+            try:
+                self.c.subscribe(t, 1)
+                self.sub_denied = 0
+            except Exception as e:
+                if isinstance(e, MQTTException) and e.args and e.args[0] == 0x80:  # SUBACK failure: link fine
+                    self._sub_off(t)
+                    continue
+                if _closed(e):  # AWS IoT hangs up on a subscription its policy denies
+                    self.sub_denied += 1
+                    if self.sub_denied >= 2:
+                        self._sub_off(t)
+                self._failed(e, "subscribing to " + t)
+                return False
+        return True
 
-    def _sub_off(self):
+    def _sub_off(self, t):
         try:
             import reasons
-            log.error(reasons.sub_refused(self.sub))
+            log.error(reasons.sub_refused(t))
         except MemoryError:
-            log.error("remote config off: subscription to %s refused" % self.sub)
-        self.sub = None
+            log.error("subscription to %s refused: turned off until the next boot" % t)
+        self.subs.remove(t)
+        self.sub_denied = 0
 
     def close(self, disconnect=False):
         # disconnect: a planned stop sends DISCONNECT, so the broker does not publish the Last Will
@@ -298,7 +308,7 @@ class Session:
             if self.c:
                 try:
                     self.c.check_msg()
-                    if self.inbox is not None:  # a remote config: the caller applies it now
+                    if self.has_mail():  # a remote config or a certificate: the caller takes it now
                         return
                     link = self.c.sock
                     if self.ping_at is not None:

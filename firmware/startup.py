@@ -2,11 +2,12 @@
 # config in use), build the board and the TLS context, fill in the online status. app.main() drops this module
 # afterwards, so none of its code (nor config's, remote's or creds') holds RAM while publishing.
 import gc
+import os
 import sys
 import time
 
 import log
-from contract import FW_VERSION, STATUS_ONLINE
+from contract import CERT_FILE, CERT_NEW, FW_VERSION, STATUS_ONLINE
 
 BOOTS = "/boots"  # the boot count, reported in the online status
 
@@ -47,7 +48,8 @@ def _retry(what, fn, cap):
 
 
 def prepare(board_module, n):
-    # the Publisher's arguments (cfg, board, ctx, expires, online, remote config version); n: this boot's number
+    # the Publisher's arguments (cfg, board, ctx, expires, online, remote config version, certificate serial);
+    # n: this boot's number
     gc.collect()
     import remote
     cfg, version = _retry("config", remote.load, 60)  # /config.json, and the remote config in use on top
@@ -63,12 +65,18 @@ def prepare(board_module, n):
         return b
 
     board = _retry("board", make, cfg["backoff_cap_s"])
-    mp = "%d.%d.%d" % sys.implementation.version[:3]
-    online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n, version, "")).encode()
     import creds
-    ctx, expires = _retry("credentials", creds.context, cfg["backoff_cap_s"])
+    try:  # a pushed certificate whose trial a reset or a crash cut short: the one in use stays
+        os.remove(creds.DIR + "/" + CERT_NEW)
+        log.warn("%s/%s: a certificate trial was cut short (a reset or a crash): still using %s"
+                 % (creds.DIR, CERT_NEW, CERT_FILE))
+    except OSError:
+        pass
+    ctx, expires, serial = _retry("credentials", creds.context, cfg["backoff_cap_s"])
     del sys.modules["creds"], creds  # done with once the TLS context is built: its RAM goes to the session
+    mp = "%d.%d.%d" % sys.implementation.version[:3]
+    online = (STATUS_ONLINE % (board.reset_cause(), FW_VERSION, name, mp, n, serial, version, "")).encode()
     # armed last (the waits above do not feed it), and here rather than in app.py: this module's RAM is given back
     if cfg["wdt_s"] and board.watchdog(cfg["wdt_s"]):
         log.info("watchdog on: a hang restarts the board after %d s (it keeps running at the REPL)" % cfg["wdt_s"])
-    return cfg, board, ctx, expires, online, version
+    return cfg, board, ctx, expires, online, version, serial

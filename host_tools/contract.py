@@ -7,7 +7,9 @@ ROOT = "devices"              # topic_prefix default on the board
 TELEMETRY_LEAF = "telemetry"  # QoS 1 readings
 STATUS_LEAF = "status"        # retained online / offline (and the Last Will)
 CONFIG_LEAF = "config"        # retained remote config: the device reads its own; the verifier (operator) writes it
+CERT_LEAF = "cert"            # retained renewed certificate (DER) for the device's own key: read and written as config
 DEVICE_LEAVES = (TELEMETRY_LEAF, STATUS_LEAF)  # every topic a device writes, nothing else
+OPERATOR_LEAVES = (CONFIG_LEAF, CERT_LEAF)     # every topic a device reads (its own only), written by verifiers
 
 TELEMETRY = f"{ROOT}/+/{TELEMETRY_LEAF}"
 STATUS = f"{ROOT}/+/{STATUS_LEAF}"
@@ -31,13 +33,17 @@ HEAP_FIELD, RSSI_FIELD, RECONNECTS_FIELD, QUEUED_FIELD, CERT_DAYS_FIELD = HEALTH
 
 # The status document (retained JSON on STATUS): after each CONNECT {STATE_KEY: ONLINE, RESET_KEY: <reset cause>,
 # FW_KEY: <sensorpub firmware version>, BOARD_KEY: <board module>, MP_KEY: <MicroPython version>, BOOTS_KEY: <boot
-# count>, CONFIG_KEY: <remote config version in use, 0: none>} and, after a remote config the device refused,
-# REFUSED_KEY: {VERSION_KEY: N, KEY_KEY: <the key>, REASON_KEY: <why>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as
-# the Last Will, REASON_KEY: STOPPED on a planned stop, SLEEPING before a deep sleep (battery mode). The device announces it again after each remote config.
+# count>, CERT_KEY: <serial of the client certificate in use, lowercase hex>, CONFIG_KEY: <remote config version in
+# use, 0: none>} and, after a remote config the device refused, REFUSED_KEY: {VERSION_KEY: N, KEY_KEY: <the key>,
+# REASON_KEY: <why>}, after a pushed certificate it refused, CERT_REFUSED_KEY: {SERIAL_KEY: <its serial>,
+# REASON_KEY: <why>}; {STATE_KEY: OFFLINE, REASON_KEY: LOST} as the Last Will, REASON_KEY: STOPPED on a planned
+# stop, SLEEPING before a deep sleep (battery mode). The device announces it again after each remote config or
+# pushed certificate.
 STATE_KEY, RESET_KEY, REASON_KEY = "state", "reset", "reason"
-FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY = "fw", "board", "mp", "boots", "config"
-ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CONFIG_KEY)
+FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CERT_KEY, CONFIG_KEY = "fw", "board", "mp", "boots", "cert", "config"
+ONLINE_KEYS = (STATE_KEY, RESET_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CERT_KEY, CONFIG_KEY)
 REFUSED_KEY, KEY_KEY = "refused", "key"
+CERT_REFUSED_KEY, SERIAL_KEY = "cert_refused", "serial"
 
 # The remote config document (retained JSON on <ROOT>/<id>/CONFIG_LEAF, QoS 1): {VERSION_KEY: N (an int >= 1,
 # higher than the last), SET_KEY: {config key: value}}. SET_KEY holds every override (the device applies
@@ -55,6 +61,7 @@ CERT_DIR = "/certs"
 CERT_FILE = "client.der"      # the device certificate (DER); the same names in certs/<fleet>/devices/<name>/
 KEY_FILE = "client.key.der"   # its private key (DER)
 CA_FILE = "ca.der"            # the CA the broker's certificate must chain to (DER)
+CERT_NEW = "client.new.der"   # written by the device: a pushed certificate on trial (never by the host)
 CRED_FILES = (CERT_FILE, KEY_FILE, CA_FILE)
 
 

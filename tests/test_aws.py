@@ -148,14 +148,15 @@ def test_device_policy_is_least_privilege(aws_env, fleet, capsys):
         "iot:Connect": {f"{prefix}:client/{thing}"},
         "iot:Publish": {f"{prefix}:topic/devices/{thing}/telemetry", f"{prefix}:topic/devices/{thing}/status"},
         "iot:RetainPublish": {f"{prefix}:topic/devices/{thing}/status"},
-        "iot:Subscribe": {f"{prefix}:topicfilter/devices/{thing}/config"},  # filters for Subscribe, topics
-        "iot:Receive": {f"{prefix}:topic/devices/{thing}/config"},          # for Receive: its config only
+        # filters for Subscribe, topics for Receive: its config and pushed certificate only
+        "iot:Subscribe": {f"{prefix}:topicfilter/devices/{thing}/config", f"{prefix}:topicfilter/devices/{thing}/cert"},
+        "iot:Receive": {f"{prefix}:topic/devices/{thing}/config", f"{prefix}:topic/devices/{thing}/cert"},
     }
     connect = next(s for s in doc["Statement"] if s["Action"] == "iot:Connect")
     assert connect["Condition"]["Bool"] == {"iot:Connection.Thing.IsAttached": "true"}
 
 
-def test_verifier_gets_a_separate_policy_that_reads_and_writes_only_configs(aws_env, fleet, capsys):
+def test_verifier_gets_a_separate_policy_that_reads_and_writes_only_configs_and_certs(aws_env, fleet, capsys):
     sp(capsys, "aws", "register-ca")
     rc, out, err = sp(capsys, "aws", "register-verifier")
     assert rc == 0, err
@@ -168,13 +169,15 @@ def test_verifier_gets_a_separate_policy_that_reads_and_writes_only_configs(aws_
     allowed = {}
     for st in doc["Statement"]:
         for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]):
-            allowed.setdefault(a, set()).add(st["Resource"])
+            allowed.setdefault(a, set()).update(st["Resource"] if isinstance(st["Resource"], list) else
+                                                [st["Resource"]])
     assert allowed == {
         "iot:Connect": {f"{prefix}:client/sensorpub-verifier-*"},
         "iot:Subscribe": {f"{prefix}:topicfilter/devices/*"},
         "iot:Receive": {f"{prefix}:topic/devices/*"},
-        "iot:Publish": {f"{prefix}:topic/devices/*/config"},        # the operator: remote configs only,
-        "iot:RetainPublish": {f"{prefix}:topic/devices/*/config"},  # retained for the device's next connection
+        # the operator: remote configs and pushed certificates only, retained for the device's next connection
+        "iot:Publish": {f"{prefix}:topic/devices/*/config", f"{prefix}:topic/devices/*/cert"},
+        "iot:RetainPublish": {f"{prefix}:topic/devices/*/config", f"{prefix}:topic/devices/*/cert"},
     }
     assert sp(capsys, "aws", "register-verifier")[1].endswith("(already registered: nothing changed)\n")
 

@@ -152,14 +152,16 @@ def test_two_verifier_identities_consume_at_once(broker, fleet):
     assert all(len(c.wait_for(1)) == 1 for c in cols)
 
 
-def test_acl_grants_devices_exactly_their_two_topics_and_their_config():
+def test_acl_grants_devices_exactly_their_two_topics_their_config_and_cert():
     from host_tools.mosquitto_conf import default_acl
     acl = default_acl(["sensorpub-verifier", "sensorpub-verifier-bridge"])
     patterns = sorted(ln.split(" ", 1)[1] for ln in acl.splitlines() if ln.startswith("pattern"))
-    assert patterns == ["read devices/%u/config", "write devices/%u/status", "write devices/%u/telemetry"]
+    assert patterns == ["read devices/%u/cert", "read devices/%u/config", "write devices/%u/status",
+                        "write devices/%u/telemetry"]
     assert "#" not in acl.replace("# generated", "")
     assert acl.count("user sensorpub-verifier") == 2
     assert acl.count("topic readwrite devices/+/config") == 2  # each verifier identity is the operator
+    assert acl.count("topic readwrite devices/+/cert") == 2
 
 
 def test_the_aws_standin_acl_grants_devices_the_same_topics():
@@ -187,43 +189,46 @@ def _doc(version, **keys):
     return json.dumps({"version": version, "set": keys})
 
 
-def test_a_device_receives_its_own_retained_config(config_broker, fleet):
+@pytest.mark.parametrize("leaf", ["config", "cert"])
+def test_a_device_receives_its_own_retained_config_or_cert(config_broker, fleet, leaf):
     op = client_for(fleet, "verifier", config_broker.port)
-    op.publish("devices/dev1/config", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
-    col = Collector(client_for(fleet, "dev1", config_broker.port), "devices/dev1/config")
-    assert col.wait_for(1) == [("devices/dev1/config", _doc(1, interval_s=60).encode())]
+    op.publish(f"devices/dev1/{leaf}", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
+    col = Collector(client_for(fleet, "dev1", config_broker.port), f"devices/dev1/{leaf}")
+    assert col.wait_for(1) == [(f"devices/dev1/{leaf}", _doc(1, interval_s=60).encode())]
 
 
+@pytest.mark.parametrize("leaf", ["config", "cert"])
 @pytest.mark.parametrize("writer", ["dev2", "dev1"])
-def test_only_the_verifier_writes_a_config(config_broker, fleet, writer):
-    # dev2 may not write dev1's config, nor dev1 its own. Each writer then publishes its own status as a
-    # marker: the broker forwards one client's publishes in order, so a write it let through would be here
-    # before the marker.
+def test_only_the_verifier_writes_a_config_or_cert(config_broker, fleet, writer, leaf):
+    # dev2 may not write dev1's config or certificate topic, nor dev1 its own. Each writer then publishes its own
+    # status as a marker: the broker forwards one client's publishes in order, so a write it let through would
+    # be here before the marker.
     sub = client_for(fleet, "verifier", config_broker.port)
     col = Collector(sub, "devices/+/+")
     dev = client_for(fleet, writer, config_broker.port)
-    dev.publish("devices/dev1/config", _doc(9, interval_s=7), qos=1, retain=True).wait_for_publish(5)
+    dev.publish(f"devices/dev1/{leaf}", _doc(9, interval_s=7), qos=1, retain=True).wait_for_publish(5)
     dev.publish(f"devices/{writer}/status", b"marker", qos=1, retain=True).wait_for_publish(5)
     assert col.wait_for(1) == [(f"devices/{writer}/status", b"marker")], col.messages
-    # nothing retained either: one SUBSCRIBE sends the retained messages filter by filter, config first
-    sub.subscribe([("devices/dev1/config", 1), (f"devices/{writer}/status", 1)])
+    # nothing retained either: one SUBSCRIBE sends the retained messages filter by filter, dev1's topic first
+    sub.subscribe([(f"devices/dev1/{leaf}", 1), (f"devices/{writer}/status", 1)])
     assert col.wait_for(2)[1:] == [(f"devices/{writer}/status", b"marker")], col.messages
     # positive control: the verifier's own write arrives at the same subscriber
-    sub.publish("devices/dev1/config", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
-    assert col.wait_for(3)[2:] == [("devices/dev1/config", _doc(1, interval_s=60).encode())], col.messages
+    sub.publish(f"devices/dev1/{leaf}", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
+    assert col.wait_for(3)[2:] == [(f"devices/dev1/{leaf}", _doc(1, interval_s=60).encode())], col.messages
 
 
-def test_a_device_does_not_receive_another_devices_config(config_broker, fleet):
-    col = Collector(client_for(fleet, "dev1", config_broker.port), "devices/+/config")
+@pytest.mark.parametrize("leaf", ["config", "cert"])
+def test_a_device_does_not_receive_another_devices_config_or_cert(config_broker, fleet, leaf):
+    col = Collector(client_for(fleet, "dev1", config_broker.port), f"devices/+/{leaf}")
     op = client_for(fleet, "verifier", config_broker.port)
-    op.publish("devices/dev2/config", _doc(1, interval_s=5), qos=1, retain=True).wait_for_publish(5)
-    op.publish("devices/dev1/config", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
+    op.publish(f"devices/dev2/{leaf}", _doc(1, interval_s=5), qos=1, retain=True).wait_for_publish(5)
+    op.publish(f"devices/dev1/{leaf}", _doc(1, interval_s=60), qos=1, retain=True).wait_for_publish(5)
     # in order from one publisher: dev2's would be here before dev1's own (the positive control)
-    assert col.wait_for(1) == [("devices/dev1/config", _doc(1, interval_s=60).encode())], col.messages
+    assert col.wait_for(1) == [(f"devices/dev1/{leaf}", _doc(1, interval_s=60).encode())], col.messages
     # nor as a retained message on a new subscription: filter by filter, dev2's first, then dev1's own
-    late = Collector(client_for(fleet, "dev1", config_broker.port), [("devices/dev2/config", 1),
-                                                                     ("devices/dev1/config", 1)])
-    assert late.wait_for(1) == [("devices/dev1/config", _doc(1, interval_s=60).encode())], late.messages
+    late = Collector(client_for(fleet, "dev1", config_broker.port), [(f"devices/dev2/{leaf}", 1),
+                                                                     (f"devices/dev1/{leaf}", 1)])
+    assert late.wait_for(1) == [(f"devices/dev1/{leaf}", _doc(1, interval_s=60).encode())], late.messages
 
 
 def test_oversized_packet_is_refused_and_the_sender_dropped(broker, fleet):

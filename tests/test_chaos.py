@@ -8,6 +8,7 @@ import time
 
 from helpers import collect, persistent_verifier, wait_for_seq
 import host_tools
+from host_tools import pki
 from host_tools.verify import Tracker
 
 
@@ -59,7 +60,9 @@ def test_ctrl_c_is_a_planned_stop_offline_and_disconnect_not_the_last_will(flash
     doc = json.loads(col.wait_for(1, timeout=10)[0][1])  # retained; flash ends with machine.reset()
     assert {k: doc.pop(k) for k in ("state", "reset", "fw", "board")} == {
         "state": "online", "reset": "hard", "fw": host_tools.__version__, "board": "unix"}
-    assert re.fullmatch(r"1\.\d+\.\d+", doc.pop("mp")) and doc.pop("boots") >= 1 and doc == {"config": 0}, doc
+    serial = f"{pki.load_cert(fleet.device_dir('dev1') / 'client.pem').serial_number:x}"  # the certificate it runs
+    assert re.fullmatch(r"1\.\d+\.\d+", doc.pop("mp")) and doc.pop("boots") >= 1, doc
+    assert doc == {"cert": serial, "config": 0}, doc
     r = mpremote(con.vb.port, "exec", "print('at the REPL')")  # Ctrl-C first, as every mpremote command
     assert r.returncode == 0 and "at the REPL" in r.stdout, r.stderr
     con.expect(r"stopped: status offline, DISCONNECT sent", timeout=10)

@@ -14,18 +14,19 @@ from host_tools.flash import firmware_module
 ROOT = Path(__file__).resolve().parent.parent
 
 # host names derived from the facts compared below (or helpers): not facts of their own
-HOST_DERIVED = {"TELEMETRY", "STATUS", "DEVICE_LEAVES", "ID_FIELD", "SEQ_FIELD", "TS_FIELD", "UPTIME_FIELD",
+HOST_DERIVED = {"TELEMETRY", "STATUS", "DEVICE_LEAVES", "OPERATOR_LEAVES", "ID_FIELD", "SEQ_FIELD", "TS_FIELD", "UPTIME_FIELD",
                 "STATUS_FIELD", "STATUSES", "CRED_FILES", "device_topic", "HEAP_FIELD", "RSSI_FIELD",
                 "RECONNECTS_FIELD", "QUEUED_FIELD", "CERT_DAYS_FIELD", "RESET_KEY", "FW_KEY", "BOARD_KEY", "MP_KEY",
-                "BOOTS_KEY", "CONFIG_KEY"}
+                "BOOTS_KEY", "CERT_KEY", "CONFIG_KEY"}
 # what the online document carries (any values): reset cause, firmware version, board, MicroPython, boot count,
-# remote config version in use
-ONLINE = ("watchdog", "9.8.7", "esp32_s3", "1.24.1", 12, 3)
+# certificate serial, remote config version in use
+ONLINE = ("watchdog", "9.8.7", "esp32_s3", "1.24.1", 12, "1f3a", 3)
 REFUSED = {"version": 4, "key": "interval_s", "reason": "key 'interval_s' in remote config 4 is 0"}
+CERT_REFUSED = {"serial": "7b", "reason": "expired on 2025-01-01 00:00:00 UTC: issue a new one"}
 # facts both sides spell the same way; the status documents are compared parsed
 SAME = ("ROOT", "TELEMETRY_LEAF", "STATUS_LEAF", "DEFAULT_PORT", "READING_FIELDS", "ERROR_FIELD", "STATUS_OK",
         "STATUS_SENSOR_ERROR", "HEALTH_FIELDS", "FW_VERSION", "CONFIG_PATH", "CERT_DIR", "CERT_FILE", "KEY_FILE",
-        "CA_FILE", "CONFIG_LEAF", "REMOTE_PATH")
+        "CA_FILE", "CONFIG_LEAF", "REMOTE_PATH", "CERT_LEAF", "CERT_NEW")
 
 
 class Reads:
@@ -53,6 +54,13 @@ def board_facts(fw) -> dict:
     # writes the refusal with json.dumps, so only its place in the template is the contract's
     facts["status refused"] = json.loads(fw.STATUS_ONLINE % (*ONLINE, fw.STATUS_REFUSED % (
         REFUSED["version"], json.dumps(REFUSED["key"]), json.dumps(REFUSED["reason"]))))
+    # after a refused certificate (renew.py), alone and after a refused config
+    cert = fw.STATUS_CERT_REFUSED % (CERT_REFUSED["serial"], json.dumps(CERT_REFUSED["reason"]))
+    facts["status cert refused"] = json.loads(fw.STATUS_ONLINE % (*ONLINE, cert))
+    facts["status both refused"] = json.loads(fw.STATUS_ONLINE % (*ONLINE, fw.STATUS_REFUSED % (
+        REFUSED["version"], json.dumps(REFUSED["key"]), json.dumps(REFUSED["reason"])) + cert))
+    facts["run-time part"] = list(json.loads("{" + (fw.STATUS_ONLINE % (*ONLINE, ""))[
+        (fw.STATUS_ONLINE % (*ONLINE, "")).find(fw.STATUS_TAIL) + 1:]))
     facts["config document keys"] = fw.CONFIG_DOC
     facts["status lost"] = json.loads(fw.STATUS_LOST)
     facts["status stopped"] = json.loads(fw.STATUS_STOPPED)
@@ -66,6 +74,10 @@ def host_facts(h) -> dict:
     facts["online key order"] = list(h.ONLINE_KEYS)
     facts["status refused"] = {**facts["status online"],
                                h.REFUSED_KEY: {h.VERSION_KEY: 4, h.KEY_KEY: "interval_s", h.REASON_KEY: REFUSED["reason"]}}
+    cert = {h.CERT_REFUSED_KEY: {h.SERIAL_KEY: CERT_REFUSED["serial"], h.REASON_KEY: CERT_REFUSED["reason"]}}
+    facts["status cert refused"] = {**facts["status online"], **cert}
+    facts["status both refused"] = {**facts["status refused"], **cert}
+    facts["run-time part"] = [h.CERT_KEY, h.CONFIG_KEY]  # what the device sets anew (it keeps the rest)
     facts["config document keys"] = (h.VERSION_KEY, h.SET_KEY)
     facts["status lost"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.LOST}
     facts["status stopped"] = {h.STATE_KEY: h.OFFLINE, h.REASON_KEY: h.STOPPED}
@@ -88,7 +100,7 @@ def test_board_and_host_state_the_same_facts():
     fw, h = Reads(load_board_contract()), Reads(host_contract)
     board, host = board_facts(fw), host_facts(h)
     assert mismatches(board, host) == []
-    assert len(board) == 24 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
+    assert len(board) == 29 and board["DEFAULT_PORT"] == 8883 and board["status lost"] == {"state": "offline",
                                                                                              "reason": "lost"}
     # every fact either side states was compared: a new one must be added on both sides and above
     assert fw.names == public(fw.mod), public(fw.mod) ^ fw.names
@@ -100,7 +112,7 @@ def test_board_and_host_state_the_same_facts():
                                            host_contract.CERT_DAYS_FIELD)
     assert host_contract.ONLINE_KEYS == (host_contract.STATE_KEY, host_contract.RESET_KEY, host_contract.FW_KEY,
                                          host_contract.BOARD_KEY, host_contract.MP_KEY, host_contract.BOOTS_KEY,
-                                         host_contract.CONFIG_KEY)
+                                         host_contract.CERT_KEY, host_contract.CONFIG_KEY)
     assert board["status online"]["boots"] == 12 and board["status online"]["fw"] == "9.8.7"
 
 

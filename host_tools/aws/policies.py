@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..contract import CONFIG_LEAF, DEVICE_LEAVES, ROOT, STATUS_LEAF
+from ..contract import DEVICE_LEAVES, OPERATOR_LEAVES, ROOT, STATUS_LEAF
 from ..errors import CommandError
 from ..paths import VERIFIER_CN
 
@@ -22,7 +22,7 @@ def policy_names(fleet: str) -> Dict[str, str]:
 
 def device_policy(arn_prefix: str) -> dict:
     """A device connects only as its own thing, publishes only its own two topics and reads only its own
-    remote config.
+    remote config and pushed certificate.
 
     `arn_prefix` is `arn:<partition>:iot:<region>:<account>`. iot:RetainPublish (status only)
     is there because the online/offline status and its Last Will are retained messages; the
@@ -41,18 +41,18 @@ def device_policy(arn_prefix: str) -> dict:
              "Resource": [f"{own}/{leaf}" for leaf in DEVICE_LEAVES]},
             {"Sid": "RetainItsStatus", "Effect": "Allow", "Action": "iot:RetainPublish",
              "Resource": f"{own}/{STATUS_LEAF}"},
-            {"Sid": "SubscribeItsConfig", "Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": f"{own_filter}/{CONFIG_LEAF}"},
-            {"Sid": "ReceiveItsConfig", "Effect": "Allow", "Action": "iot:Receive",
-             "Resource": f"{own}/{CONFIG_LEAF}"},
+            {"Sid": "SubscribeItsConfigAndCert", "Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": [f"{own_filter}/{leaf}" for leaf in OPERATOR_LEAVES]},
+            {"Sid": "ReceiveItsConfigAndCert", "Effect": "Allow", "Action": "iot:Receive",
+             "Resource": [f"{own}/{leaf}" for leaf in OPERATOR_LEAVES]},
         ],
     }
 
 
 def verifier_policy(arn_prefix: str) -> dict:
-    """The host-side verifier reads every device's topics and writes only remote configs (it is the
-    operator): retained, as the device reads its config at every connection."""
-    config = f"{arn_prefix}:topic/{TOPIC_PREFIX}/*/{CONFIG_LEAF}"
+    """The host-side verifier reads every device's topics and writes only remote configs and pushed certificates
+    (it is the operator): retained, as the device reads them at every connection."""
+    writes = [f"{arn_prefix}:topic/{TOPIC_PREFIX}/*/{leaf}" for leaf in OPERATOR_LEAVES]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -62,8 +62,8 @@ def verifier_policy(arn_prefix: str) -> dict:
              "Resource": f"{arn_prefix}:topicfilter/{TOPIC_PREFIX}/*"},
             {"Sid": "ReceiveDeviceTopics", "Effect": "Allow", "Action": "iot:Receive",
              "Resource": f"{arn_prefix}:topic/{TOPIC_PREFIX}/*"},
-            {"Sid": "WriteRemoteConfigs", "Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"],
-             "Resource": config},
+            {"Sid": "WriteConfigsAndCerts", "Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"],
+             "Resource": writes},
         ],
     }
 
