@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from .contract import (BOARD_KEY, BOOTS_KEY, CERT_DAYS_FIELD, FW_KEY, HEALTH_FIELDS, MP_KEY, OFFLINE, REASON_KEY,
+from .contract import (BOARD_KEY, BOOTS_KEY, CERT_DAYS_FIELD, CERT_KEY, CERT_REFUSED_KEY, FW_KEY, HEALTH_FIELDS, MP_KEY, OFFLINE, REASON_KEY,
                        RESET_KEY, SEQ_FIELD, SLEEPING, STATUS, STATUS_LEAF, STATUS_SENSOR_ERROR, TELEMETRY,
                        TS_FIELD)
 from .errors import CommandError
@@ -23,7 +23,8 @@ CERT_SOON_DAYS = 30      # a certificate with this many days left or fewer is fl
 DEFAULT_WAIT_S = 3.0     # no store: how long to listen for retained statuses and telemetry
 NAME_WIDTH = 24          # as verify's table: a longer device name is cut with '~'
 WIDTH = 100              # the terminal output fits this many columns
-DOC_KEYS = (RESET_KEY, REASON_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY)
+DOC_KEYS = (RESET_KEY, REASON_KEY, FW_KEY, BOARD_KEY, MP_KEY, BOOTS_KEY, CERT_KEY, CERT_REFUSED_KEY)
+SERIAL_TAIL = 4          # the table shows the last hex digits of the certificate serial in use ('pki list' all)
 
 Message = Tuple[str, bytes, float, bool]  # topic, payload, host receive time (epoch s), retained
 
@@ -236,7 +237,7 @@ def listen(ep: Endpoint, wait: float, on_ready: Callable[[], None] = lambda: Non
 
 # (header, width limit) of the terminal table: 24 + 9 spaces + the rest stays within 100 columns
 COLUMNS = (("device", NAME_WIDTH), ("state", 7), ("seen", 5), ("seq", 9), ("gaps", 7), ("lat_s", 6),
-           ("cert_d", 6), ("fw", 10), ("rssi", 5), ("reconn", 6))
+           ("cert_d", 6), ("cert", SERIAL_TAIL + 1), ("fw", 9), ("rssi", 4), ("reconn", 6))
 
 
 def _num(v) -> str:
@@ -262,9 +263,17 @@ def cells(row: dict) -> List[str]:
         "never" if row["never_seen"] else age(row["last_seen_s"]),
         _num(row["last_seq"]), _num(row["gaps"]) if row["readings"] else "-", _secs(row["latency_median_s"]),
         "-" if cert is None else _num(cert) + ("!" if row["cert_expiring"] else ""),
+        _serial(row[CERT_KEY]),
         "-" if row[FW_KEY] is None else clean(str(row[FW_KEY])),
         _num(row["rssi"]), _num(row["reconnects"]),
     ]
+
+
+def _serial(v) -> str:
+    if not isinstance(v, str) or not v:
+        return "-"
+    v = clean(v)
+    return v if len(v) <= SERIAL_TAIL else "~" + v[-SERIAL_TAIL:]
 
 
 def cut(text: str, width: int) -> str:
@@ -293,7 +302,11 @@ def notes(rows: List[dict]) -> List[str]:
     soon = [f"{clean(r['device'])} ({_num(r[CERT_DAYS_FIELD])} d)" for r in rows if r["cert_expiring"]]
     if soon:
         out.append(f"certificate expires within {CERT_SOON_DAYS} days: " + ", ".join(soon)
-                   + "; renew: sensorpub pki renew NAME")
+                   + "; renew: sensorpub pki renew NAME --push")
+    refused = [f"{clean(r['device'])} (serial {clean(str(c.get('serial')))}: {clean(str(c.get('reason')))})"
+               for r in rows for c in [r[CERT_REFUSED_KEY]] if isinstance(c, dict)]
+    if refused:
+        out.append("refused a pushed certificate: " + "; ".join(refused))
     never = [clean(r["device"]) for r in rows if r["never_seen"]]
     if never:
         out.append("never heard from: " + ", ".join(never))

@@ -19,7 +19,7 @@ from .contract import CA_FILE, CERT_FILE, KEY_FILE
 from .crl import revoke_serials, write_crl
 from .errors import CommandError
 from .fleet import Fleet
-from .keys import key_der, key_pem, key_type_of, load_cert, new_key, now, write_file
+from .keys import key_der, key_pem, key_type_of, load_cert, load_key, new_key, now, write_file
 from .paths import check_name, verifier_cn
 
 CA_DAYS = 3650
@@ -142,10 +142,10 @@ def init_ca(fleet: str, key_type: str = "ec256", force: bool = False, progress: 
 
 
 def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, force: bool,
-           progress: Progress, sans=None, der: bool = False, renew: bool = False) -> Path:
+           progress: Progress, sans=None, der: bool = False, renew: bool = False, keep_key: bool = False) -> Path:
     """Write a new key and certificate, all files at once (atomic.write_dir). The one replaced goes to history/;
     with `force` (a re-issue, the old key may be compromised) it is also revoked at once; with `renew` it
-    stays valid until it expires."""
+    stays valid until it expires. `keep_key` (a renewal): the certificate is for the key the identity has."""
     f = Fleet(fleet)
     ca_cert, ca_key = f.require_ca()
     cert_path, key_path = out_dir / f"{stem}.pem", out_dir / f"{stem}.key.pem"
@@ -162,8 +162,16 @@ def _issue(fleet: str, cn: str, out_dir: Path, stem: str, eku, key_type: str, fo
         if not renew:
             revoke_serials(fleet, [old.serial_number])
             progress(f"revoked the replaced certificate of {cn!r} (serial {old.serial_number:x})")
-    progress(f"generating {key_type} key for {cn!r}")
-    key = new_key(key_type)
+    if keep_key:
+        key_path = out_dir / f"{stem}.key.pem"
+        if not key_path.exists():
+            raise CommandError(f"{key_path} does not exist: a certificate for the device's key needs it "
+                               "(without --push, 'pki renew' makes a new key)")
+        key = load_key(key_path)
+        progress(f"issuing a certificate for the existing key of {cn!r}")
+    else:
+        progress(f"generating {key_type} key for {cn!r}")
+        key = new_key(key_type)
     cert = build_leaf(ca_cert, ca_key, _name(cn, fleet), key.public_key(), eku, sans=sans)
     write_dir(out_dir, {**identity_files(stem, key, cert, ca_files(ca_cert, der), der), **files}, replace=True)
     return cert_path
@@ -204,12 +212,15 @@ def issue_verifier(fleet: str, key_type: str = "ec256", force: bool = False, pro
                   key_type, force, progress, sans=_client_san(fleet, cn))
 
 
-def renew_device(fleet: str, name: str, key_type: str = "ec256", progress: Progress = _quiet) -> Path:
-    """A new key and certificate for a device whose certificate nears its end; the old one keeps working
-    until it expires, so the board has time to get the new files ('sensorpub flash --certs-only')."""
+def renew_device(fleet: str, name: str, key_type: str = "ec256", progress: Progress = _quiet,
+                 keep_key: bool = False) -> Path:
+    """A new certificate for a device whose certificate nears its end; the old one keeps working until it
+    expires, so the board has time to get it. Without `keep_key`, with a new key too (the board needs both:
+    'sensorpub flash --certs-only'); with it, for the key the board has, so the certificate alone can travel
+    over MQTT ('pki renew NAME --push': the private key never does)."""
     check_name("device", name)
     return _issue(fleet, name, Fleet(fleet).device_dir(name), "client", ExtendedKeyUsageOID.CLIENT_AUTH, key_type,
-                  False, progress, sans=_client_san(fleet, name), der=True, renew=True)
+                  False, progress, sans=_client_san(fleet, name), der=True, renew=True, keep_key=keep_key)
 
 
 @dataclass

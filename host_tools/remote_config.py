@@ -12,7 +12,7 @@ The pure part (parse_assignments, merge, check, next_version, describe) is what 
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .contract import (CONFIG_KEY, CONFIG_LEAF, KEY_KEY, ONLINE, REASON_KEY, REFUSED_KEY, SET_KEY, STATE_KEY,
                        STATUS_LEAF, VERSION_KEY, device_topic)
@@ -143,12 +143,16 @@ def refusal_text(r: dict) -> str:
 
 @dataclass
 class Conversation:
-    """One verifier connection that watches one device's config and status topics and can write its config.
+    """One verifier connection that watches one of a device's operator topics (`leaf`: its config, or its
+    certificate for renewal.py) and its status topic, and can write that topic.
 
     Use as a context manager: entering connects, subscribes and collects the retained documents."""
     ep: Endpoint
     device: str
-    doc: Optional[dict] = None          # the newest config document seen
+    leaf: str = CONFIG_LEAF
+    parse: Callable[[bytes], object] = parse_doc
+    doc: Optional[Any] = None           # the newest document seen on `leaf`, parsed
+    raw: Optional[bytes] = None         # ... as it came
     status: Optional[dict] = None       # the newest status document seen
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _failure: List[str] = field(default_factory=list)
@@ -168,7 +172,7 @@ class Conversation:
         try:
             self._wait(lambda: "subscribed" in self._seen, 15, "did not confirm the subscription within 15 s")
             with self._cond:  # retained documents follow the SUBACK; there may be none
-                self._cond.wait_for(lambda: {"config", "status"} <= self._seen or self._failure, RETAINED_GRACE_S)
+                self._cond.wait_for(lambda: {"doc", "status"} <= self._seen or self._failure, RETAINED_GRACE_S)
             self._raise()
         except BaseException:
             self.__exit__()
@@ -179,16 +183,17 @@ class Conversation:
         self.c.disconnect()
         self.c.loop_stop()
 
-    def publish(self, doc: dict) -> None:
-        """Write `doc` retained at QoS 1 and see it come back: a broker that drops it (ACL, policy) says so."""
-        payload = json.dumps(doc, separators=(",", ":"))
+    def publish(self, payload: bytes, what: str) -> None:
+        """Write `payload` retained at QoS 1 and see it come back: a broker that drops it (ACL, policy) says so.
+        `what` names it in that message (e.g. 'config 3')."""
+        topic = device_topic(self.device, self.leaf)
         with self._cond:
             self._seen.discard("echo")
-        self.c.publish(device_topic(self.device, CONFIG_LEAF), payload, qos=1, retain=True)
-        self._wait(lambda: "echo" in self._seen and self.doc == doc, ECHO_S,
-                   f"did not pass on config {doc[VERSION_KEY]} within {ECHO_S:g} s: its ACL or policy must let "
-                   f"the verifier identity write {device_topic(self.device, CONFIG_LEAF)} (a broker started "
-                   "before sensorpub had remote config: 'sensorpub broker stop', then 'broker start')")
+        self.c.publish(topic, payload, qos=1, retain=True)
+        self._wait(lambda: "echo" in self._seen and self.raw == payload, ECHO_S,
+                   f"did not pass on {what} within {ECHO_S:g} s: its ACL or policy must let the verifier identity "
+                   f"write {topic} (a broker started by an older sensorpub: 'sensorpub broker stop', then "
+                   "'broker start')")
 
     def wait_for(self, pred: Callable[[Optional[dict]], bool], timeout: float) -> Optional[dict]:
         """The first status document seen (retained one included) for which `pred` holds; None at the timeout."""
@@ -214,7 +219,7 @@ class Conversation:
         if reason.is_failure:
             self._fail(f"broker {self.ep.host}:{self.ep.port} refused the verifier: {reason}")
             return
-        client.subscribe([(device_topic(self.device, CONFIG_LEAF), 1), (device_topic(self.device, STATUS_LEAF), 1)])
+        client.subscribe([(device_topic(self.device, self.leaf), 1), (device_topic(self.device, STATUS_LEAF), 1)])
 
     def _on_subscribe(self, _client, _ud, _mid, codes, _props):
         if any(c.is_failure for c in codes):
@@ -226,7 +231,7 @@ class Conversation:
 
     def _on_disconnect(self, _client, _ud, _flags, reason, _props):
         self._fail(f"broker {self.ep.host}:{self.ep.port} closed the connection ({reason}): its policy may "
-                   f"not let this identity read or write {device_topic(self.device, CONFIG_LEAF)}")
+                   f"not let this identity read or write {device_topic(self.device, self.leaf)}")
 
     def _fail(self, why):
         with self._cond:
@@ -236,9 +241,9 @@ class Conversation:
 
     def _on_message(self, _client, _ud, m):
         with self._cond:
-            if m.topic.endswith("/" + CONFIG_LEAF):
-                self.doc = parse_doc(m.payload)
-                self._seen.add("config" if m.retain else "echo")
+            if m.topic.endswith("/" + self.leaf):
+                self.raw, self.doc = m.payload, self.parse(m.payload)
+                self._seen.add("doc" if m.retain else "echo")
             else:
                 self.status = parse_status(m.payload)
                 self._statuses += [self.status] if self.status else []
@@ -292,7 +297,8 @@ def send(ep: Endpoint, device: str, sets: Dict[str, object], unsets: Iterable[st
             runs = running(c.status)
             progress(f"config: retained config of {device}: {old[VERSION_KEY] or 'none'}, it reports running "
                      f"{'?' if runs is None else runs}; sending config {version}: {show(keys)}")
-            c.publish({VERSION_KEY: version, SET_KEY: keys})
+            c.publish(json.dumps({VERSION_KEY: version, SET_KEY: keys}, separators=(",", ":")).encode(),
+                      f"config {version}")
         else:
             progress(f"config: config {version} of {device} already says {show(keys)}: nothing to send")
         progress(f"config: waiting up to {timeout:g} s for {device} to answer")

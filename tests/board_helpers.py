@@ -1,7 +1,9 @@
 """A device handle for tests: the virtual board by default, a real board with --port (hardware tests)."""
+import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,3 +57,55 @@ def mpremote(port, *args, timeout=30):
     """The real mpremote CLI, unmodified."""
     return subprocess.run([sys.executable, "-m", "mpremote", "connect", port, *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+class Operator:
+    """The verifier identity (one client: the broker allows one session per certificate CN): writes dev1's
+    config or certificate topic, and records dev1's retained status documents and readings."""
+
+    def __init__(self, fleet, port, con):
+        from helpers import client_for
+        self.docs, self.uptimes, self.seqs, self.cond, self.con = [], [], [], threading.Condition(), con
+        self.c = client_for(fleet, "verifier", port)
+        self.c.on_message = self._on
+        self.c.subscribe([("devices/dev1/status", 1), ("devices/dev1/telemetry", 1)])
+
+    def _on(self, _c, _u, m):
+        with self.cond:
+            if m.topic.endswith("/status"):
+                self.docs.append(json.loads(m.payload))
+            else:
+                from host_tools.verify import validate
+                r, why = validate(m.topic, m.payload)
+                assert why is None, why
+                self.uptimes.append(r["uptime_s"])
+                self.seqs.append(r["seq"])
+            self.cond.notify_all()
+
+    def send(self, version, keys):
+        self.c.publish("devices/dev1/config", json.dumps({"version": version, "set": keys}), qos=1,
+                       retain=True).wait_for_publish(5)
+
+    def put_cert(self, der):
+        self.c.publish("devices/dev1/cert", der, qos=1, retain=True).wait_for_publish(5)
+
+    def next_seq(self, timeout=30):
+        """The seq of dev1's next reading to arrive."""
+        with self.cond:
+            n = len(self.seqs)
+            assert self.cond.wait_for(lambda: len(self.seqs) > n, timeout), self.con.evidence()
+            return self.seqs[n]
+
+    def wait(self, pred, timeout=20):
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(pred(d) for d in self.docs), timeout), \
+                f"{self.docs}\n{self.con.evidence()}"
+            return next(d for d in reversed(self.docs) if pred(d))
+
+    def spacing(self, n=3):
+        """Seconds between dev1's next n readings (uptime_s)."""
+        with self.cond:
+            start = len(self.uptimes) + 1  # the next one may have been taken before: skip it
+            assert self.cond.wait_for(lambda: len(self.uptimes) >= start + n, 30), self.con.evidence()
+            got = self.uptimes[start:start + n]
+        return [b - a for a, b in zip(got, got[1:])]

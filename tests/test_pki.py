@@ -169,7 +169,7 @@ def test_list_warns_of_certificates_expiring_within_30_days(fleet, monkeypatch, 
     monkeypatch.setattr(pki, "now", lambda: real() + dt.timedelta(days=350))
     assert main(["pki", "list", "--fleet", "demo"]) == 0
     err = capsys.readouterr().err
-    assert "warning: the device certificate of dev1 expires in 14 days: run 'sensorpub pki renew dev1'" in err, err
+    assert "warning: the device certificate of dev1 expires in 14 days: run 'sensorpub pki renew dev1 --push'" in err, err
     assert "of sensorpub demo CA" not in err  # the CA has 10 years
 
 

@@ -2,58 +2,17 @@
 umqtt.simple the board can have frozen: applied, kept across a reset, refused with the reason while the old
 config stays, and never taken from another device's identity."""
 import json
-import threading
 
 import pytest
 
-from board_helpers import mpremote
+from board_helpers import Operator, mpremote
 from conftest import umqtt_params
 from helpers import client_for
-from host_tools.verify import validate
 
 
 @pytest.fixture(params=umqtt_params())
 def umqtt(request):
     return request.param
-
-
-class Operator:
-    """The verifier identity (one client: the broker allows one session per certificate CN): writes dev1's
-    config, and records dev1's retained status documents and readings."""
-
-    def __init__(self, fleet, port, con):
-        self.docs, self.uptimes, self.cond, self.con = [], [], threading.Condition(), con
-        self.c = client_for(fleet, "verifier", port)
-        self.c.on_message = self._on
-        self.c.subscribe([("devices/dev1/status", 1), ("devices/dev1/telemetry", 1)])
-
-    def _on(self, _c, _u, m):
-        with self.cond:
-            if m.topic.endswith("/status"):
-                self.docs.append(json.loads(m.payload))
-            else:
-                r, why = validate(m.topic, m.payload)
-                assert why is None, why
-                self.uptimes.append(r["uptime_s"])
-            self.cond.notify_all()
-
-    def send(self, version, keys):
-        self.c.publish("devices/dev1/config", json.dumps({"version": version, "set": keys}), qos=1,
-                       retain=True).wait_for_publish(5)
-
-    def wait(self, pred, timeout=20):
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(pred(d) for d in self.docs), timeout), \
-                f"{self.docs}\n{self.con.evidence()}"
-            return next(d for d in reversed(self.docs) if pred(d))
-
-    def spacing(self, n=3):
-        """Seconds between dev1's next n readings (uptime_s)."""
-        with self.cond:
-            start = len(self.uptimes) + 1  # the next one may have been taken before: skip it
-            assert self.cond.wait_for(lambda: len(self.uptimes) >= start + n, 30), self.con.evidence()
-            got = self.uptimes[start:start + n]
-        return [b - a for a, b in zip(got, got[1:])]
 
 
 def test_remote_config_applied_kept_across_a_reset_refused_with_reasons_and_only_from_the_operator(

@@ -33,7 +33,8 @@ def fill(now):
             dict(heap_free=80000, rssi=-61, reconnects=2, queued=0, cert_days=200) if seq == 9 else {}
         s.add(**reading("dev1", seq, ts, ts + lat[i], **health))
     s.set_status("dev1", "online", json.dumps({"state": "online", "reset": "hard", "fw": "0.2.0",
-                                               "board": "esp32_dht22", "mp": "1.24.1", "boots": 3}), now - 3600)
+                                               "board": "esp32_dht22", "mp": "1.24.1", "boots": 3,
+                                               "cert": "5a3c0ffee1d2", "config": 0}), now - 3600)
     for seq in (100, 101, 102):
         ts = now - 3 * 3600 - (102 - seq) * 30
         s.add(**reading(LONG, seq, ts, ts + 1.0))
@@ -41,7 +42,9 @@ def fill(now):
                                              "board": "esp32_c3", "mp": "1.23.0", "boots": 40}), now - 4 * 3600)
     s.set_status(LONG, "offline", json.dumps({"state": "offline", "reason": "lost"}), now - 2 * 3600 - 60)
     s.add(**reading("dev-cert", 5, now - 2400.5, now - 2400, cert_days=12, rssi=-80, reconnects=0))
-    s.set_status("dev-cert", "online", json.dumps({"state": "online", "reset": "power_on"}), now - 5 * 86400)
+    s.set_status("dev-cert", "online", json.dumps({"state": "online", "reset": "power_on", "cert": "7a",
+                                                   "cert_refused": {"serial": "7b", "reason": "expired on 2025-01-01"}}),
+                 now - 5 * 86400)
     s.close()
 
 
@@ -52,15 +55,17 @@ def test_status_from_the_store_shows_offline_expiring_and_never_seen_devices(fle
     assert f"status: from the store {store_path('demo')}" in r.stderr
     lines = r.stdout.splitlines()
     assert max(map(len, lines)) <= 100, lines
-    assert lines[0].split() == ["device", "state", "seen", "seq", "gaps", "lat_s", "cert_d", "fw", "rssi", "reconn"]
+    assert lines[0].split() == ["device", "state", "seen", "seq", "gaps", "lat_s", "cert_d", "cert", "fw", "rssi",
+                                "reconn"]
     rows = {ln.split()[0]: ln.split() for ln in lines[1:6]}
-    assert rows["dev1"] == ["dev1", "online", "2m", "9", "2", "0.55", "200", "0.2.0", "-61", "2"], lines
-    assert rows["greenhouse-north-bench-~"][:8] == ["greenhouse-north-bench-~", "offline", "2h", "102", "0", "1.00",
-                                                    "-", "0.1.9"]  # the firmware it ran when last online
-    assert rows["dev-cert"] == ["dev-cert", "online", "40m", "5", "0", "0.50", "12!", "-", "-80", "0"], lines
-    assert rows["dev2"] == ["dev2", "-", "never", "-", "-", "-", "-", "-", "-", "-"], lines
+    assert rows["dev1"] == ["dev1", "online", "2m", "9", "2", "0.55", "200", "~e1d2", "0.2.0", "-61", "2"], lines
+    assert rows["greenhouse-north-bench-~"][:9] == ["greenhouse-north-bench-~", "offline", "2h", "102", "0", "1.00",
+                                                    "-", "-", "0.1.9"]  # the firmware it ran when last online
+    assert rows["dev-cert"] == ["dev-cert", "online", "40m", "5", "0", "0.50", "12!", "7a", "-", "-80", "0"], lines
+    assert rows["dev2"] == ["dev2", "-", "never", "-", "-", "-", "-", "-", "-", "-", "-"], lines
     assert "offline: greenhouse-north-bench-07 (lost)" in lines
-    assert "certificate expires within 30 days: dev-cert (12 d); renew: sensorpub pki renew NAME" in lines
+    assert "certificate expires within 30 days: dev-cert (12 d); renew: sensorpub pki renew NAME --push" in lines
+    assert "refused a pushed certificate: dev-cert (serial 7b: expired on 2025-01-01)" in lines
     assert "never heard from: dev2" in lines
 
     r = run_cli("status", "--json")
@@ -73,6 +78,7 @@ def test_status_from_the_store_shows_offline_expiring_and_never_seen_devices(fle
     assert (d1["readings"], d1["first_seq"], d1["last_seq"], d1["gaps"], d1["latency_median_s"]) == (8, 0, 9, 2, 0.55)
     assert (d1["cert_days"], d1["rssi"], d1["reconnects"], d1["heap_free"], d1["queued"]) == (200, -61, 2, 80000, 0)
     assert d1["flags"] == ["gaps"] and d1["known"] is True and d1["cert_expiring"] is False
+    assert d1["cert"] == "5a3c0ffee1d2" and d1["cert_refused"] is None
     assert 120 <= d1["last_seen_s"] < 180
     off = got[LONG]
     assert (off["state"], off["reason"], off["fw"], off["boots"], off["known"]) == ("offline", "lost", "0.1.9", 40,
@@ -133,7 +139,7 @@ def test_status_without_a_store_asks_the_broker_for_retained_statuses_and_teleme
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines()[1:4]}
     assert rows["dev2"][:3] == ["dev2", "offline", "-"] and rows["dev3"][:3] == ["dev3", "-", "never"], r.stdout
-    assert rows["dev1"][1] == "online" and rows["dev1"][7] == "0.2.0", r.stdout
+    assert rows["dev1"][1] == "online" and rows["dev1"][8] == "0.2.0", r.stdout
     assert "offline: dev2 (lost)" in r.stdout
 
 
@@ -155,7 +161,8 @@ def test_the_table_fits_100_columns_whatever_the_devices_send():
         {"seq": 0, "ts": now - 999999.5, "received_at": now, "status": "ok",
          "payload": json.dumps({"rssi": -100, "reconnects": 12345678, "cert_days": -4000})},
         {"seq": 123456789012, "ts": None, "received_at": now, "status": "ok", "payload": "{}"}],
-        {"doc": json.dumps({"state": "rebooting" + evil, "fw": "0.2.0-dirty-with-a-long-suffix" + evil}),
+        {"doc": json.dumps({"state": "rebooting" + evil, "fw": "0.2.0-dirty-with-a-long-suffix" + evil,
+                            "cert": "00c0ffee"}),
          "updated_at": now}, now=now)]
     rows.append(summarize("dev1", [], None, now=now, known=True))
     text = table(rows)
@@ -164,7 +171,7 @@ def test_the_table_fits_100_columns_whatever_the_devices_send():
     assert "\x1b" not in text and "\x07" not in text
     first = lines[1].split()
     assert first[0] == "greenhouse-north-bench-~" and first[1] == "reboot~" and first[3] == "12345678~"
-    assert first[4] == "123456~" and first[6] == "-4000!" and first[7] == "0.2.0-dir~"
+    assert first[4] == "123456~" and first[6] == "-4000!" and first[7] == "~ffee" and first[8] == "0.2.0-di~"
     assert cells(rows[0])[1].startswith("rebooting\\x1b]0;pwned\\x07")  # escaped, not sent
     many = [summarize(f"{LONG}-{i:03d}", [], {"doc": json.dumps({"state": "offline", "reason": "lost" + evil}),
                                              "updated_at": now}, now=now) for i in range(40)]

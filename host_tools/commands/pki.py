@@ -2,7 +2,7 @@
 import json
 
 from ..errors import CommandError
-from .common import actions, add_fleet, command, say
+from .common import actions, add_fleet, add_verifier_connection, command, say, verifier_endpoint
 
 EPILOG = """examples:
   sensorpub pki init
@@ -15,6 +15,9 @@ EPILOG = """examples:
   sensorpub pki list --fleet demo
   sensorpub pki revoke dev1
   sensorpub pki renew dev1     # then: sensorpub flash --certs-only --port /dev/ttyUSB0 --device dev1
+  sensorpub pki renew dev1 --push              # over MQTT, for the key dev1 has; waits for dev1 to use it
+  sensorpub pki renew dev1 --push --timeout 5 --json || echo "dev1 takes it at its next connection"
+  sensorpub pki list --live    # which certificate each device reports running (asks the fleet's broker)
   sensorpub pki crl            # re-sign the CRL (broker start does it when it is near its end)"""
 
 ACTIONS = (("init", "create the fleet CA"), ("server", "issue the broker's server certificate"),
@@ -22,7 +25,8 @@ ACTIONS = (("init", "create the fleet CA"), ("server", "issue the broker's serve
            ("verifier", "issue the host-side verifier identity"),
            ("list", "list the fleet's identities (warns of certificates expiring within 30 days)"),
            ("revoke", "revoke a device (and its earlier certificates) and update the CRL"),
-           ("renew", "new key and certificate for a device; the old one works until it expires"),
+           ("renew", "new certificate for a device (new key; --push: for its key, sent over MQTT); the old one "
+                     "works until it expires"),
            ("crl", "re-sign the CRL with a fresh next_update"))
 
 
@@ -31,8 +35,10 @@ def argparse_pki(sub):
     for name, a in actions(p, ACTIONS).items():
         add_fleet(a)
         if name in ("init", "server", "device", "verifier", "renew"):
-            a.add_argument("--key-type", choices=("ec256", "rsa2048"), default="ec256",
-                           help="key algorithm (default: ec256, EC P-256)")
+            a.add_argument("--key-type", choices=("ec256", "rsa2048"), default=None if name == "renew" else "ec256",
+                           help="key algorithm (default: ec256, EC P-256)" + ("; not with --push, which keeps "
+                                                                             "the device's key" if name == "renew"
+                                                                             else ""))
         if name in ("init", "server", "device", "verifier"):
             a.add_argument("--force", action="store_true", help="replace existing files")
         if name in ("revoke", "renew"):
@@ -49,6 +55,19 @@ def argparse_pki(sub):
             a.add_argument("--ip", action="append", default=[], help="IP address of the broker (repeatable)")
         if name == "list":
             a.add_argument("--json", action="store_true", help="print JSON")
+            a.add_argument("--live", action="store_true",
+                           help="also ask the fleet's broker which certificate each device reports running "
+                                "(its retained status; connects as a verifier)")
+            a.add_argument("--wait", type=float, default=2.0, help="--live: seconds to collect statuses (default: 2)")
+        if name in ("renew", "list"):
+            add_verifier_connection(a, "--live/--push: " if name == "list" else "--push: ")
+        if name == "renew":
+            a.add_argument("--push", action="store_true",
+                           help="issue the certificate for the key the device already has and send it on its "
+                                "retained certificate topic over MQTT (the key never travels); wait for its answer")
+            a.add_argument("--timeout", type=float, default=60.0,
+                           help="--push: seconds to wait for the device's answer (default: 60)")
+            a.add_argument("--json", action="store_true", help="--push: print the result as JSON")
 
 
 def do_pki(args):
@@ -69,9 +88,7 @@ def do_pki(args):
         _reload_broker(args.fleet, "it loaded the new CRL")
         return 0
     elif args.action == "renew":
-        path = pki.renew_device(args.fleet, args.name, args.key_type, progress=say)
-        print(f"wrote {path}; put it on the board with 'sensorpub flash --certs-only --port PORT --device {args.name}'")
-        return 0
+        return _renew(args)
     elif args.action == "crl":
         if not 1 <= args.days <= 3650:
             raise CommandError(f"--days {args.days}: give 1 to 3650")
@@ -80,7 +97,8 @@ def do_pki(args):
         _reload_broker(args.fleet, "it loaded the new CRL")
         return 0
     else:
-        return _list(pki.list_identities(args.fleet), args.json, pki.EXPIRY_WARN_DAYS)
+        ids = pki.list_identities(args.fleet)
+        return _list(ids, args.json, pki.EXPIRY_WARN_DAYS, _live(args, ids) if args.live else None)
     print(f"wrote {path}")
     return 0
 
@@ -147,20 +165,91 @@ def _report(results, as_json: bool) -> None:
         print(line)
 
 
-def _list(ids, as_json: bool, warn_days: int) -> int:
+def _renew(args) -> int:
+    from .. import pki
+    if not args.push:
+        path = pki.renew_device(args.fleet, args.name, args.key_type or "ec256", progress=say)
+        print(f"wrote {path}; put it on the board with 'sensorpub flash --certs-only --port PORT --device {args.name}' "
+              f"(or renew over MQTT instead: 'sensorpub pki renew {args.name} --push')")
+        return 0
+    from .. import renewal
+    from ..contract import CERT_FILE
+    from ..remote_config import EXIT_LOCAL, EXIT_NO_ANSWER, EXIT_REFUSED, state_of
+    if args.key_type:
+        raise CommandError("--key-type: --push issues the certificate for the key the device has (a new key "
+                           "needs 'pki renew NAME' without --push, then 'sensorpub flash --certs-only')", EXIT_LOCAL)
+    if not args.timeout > 0:
+        raise CommandError("--timeout must be a number of seconds above 0", EXIT_LOCAL)
+    ep, t = verifier_endpoint(args)  # before issuing: a missing --as identity is said with nothing written
+    path = pki.renew_device(args.fleet, args.name, progress=say, keep_key=True)
+    cert = pki.load_cert(path)
+    serial = f"{cert.serial_number:x}"
+    say(f"pki renew: wrote {path} (serial {serial}, valid until {cert.not_valid_after_utc:%Y-%m-%d}); connecting to "
+        f"{t.host}:{t.port} as the verifier{' ' + args.identity if args.identity else ''}")
+    out = renewal.push(ep, args.name, (path.parent / CERT_FILE).read_bytes(), serial, args.timeout, progress=say)
+    if args.json:
+        print(json.dumps(out.as_json(), indent=2))
+    if out.result == renewal.IN_USE:
+        if not args.json:
+            print(f"{args.name} runs certificate {serial} (was {out.previous or '?'}); it is valid until "
+                  f"{cert.not_valid_after_utc:%Y-%m-%d}")
+        return 0
+    if out.result == renewal.REFUSED:
+        raise CommandError(f"{args.name} refused certificate {serial}: "
+                           f"{renewal.refusal_text(renewal.refused(out.status))}; it still runs certificate "
+                           f"{renewal.running(out.status) or '?'}", EXIT_REFUSED)
+    raise CommandError(f"{args.name} did not answer within {args.timeout:g} s (its status: {state_of(out.status)}); "
+                       f"certificate {serial} stays retained and it tries it at its next connection",
+                       EXIT_NO_ANSWER)
+
+
+def _live(args, ids) -> dict:
+    """{device: its retained status document} from the fleet's broker."""
+    from ..contract import STATUS_LEAF
+    from ..fleet_status import listen
+    from ..remote_config import parse_status
+    ep, t = verifier_endpoint(args)
+    say(f"pki list: reading the devices' retained statuses from {t.host}:{t.port} for {args.wait:g} s")
+    out = {}
+    for topic, payload, _at, _retained in listen(ep, args.wait):
+        parts = topic.split("/")
+        doc = parse_status(payload)
+        if len(parts) == 3 and parts[2] == STATUS_LEAF and doc is not None:
+            out[parts[1]] = doc
+    return out
+
+
+def _running(i, live: dict) -> str:
+    """What a device reports: 'yes' (this certificate), another serial, '-' (no report)."""
+    from ..renewal import running
+    if i.role != "device":
+        return ""
+    r = running(live.get(i.name))
+    return "-" if r is None else "yes" if r == f"{i.serial:x}" else r
+
+
+def _list(ids, as_json: bool, warn_days: int, live=None) -> int:
     if as_json:
-        print(json.dumps([{"role": i.role, "name": i.name, "serial": f"{i.serial:x}", "key_type": i.key_type,
-                           "not_after": i.not_after.isoformat(), "revoked": i.revoked,
-                           "expires_in_days": i.expires_in_days} for i in ids], indent=2))
+        rows = [{"role": i.role, "name": i.name, "serial": f"{i.serial:x}", "key_type": i.key_type,
+                 "not_after": i.not_after.isoformat(), "revoked": i.revoked,
+                 "expires_in_days": i.expires_in_days} for i in ids]
+        if live is not None:
+            from ..renewal import running
+            for r, i in zip(rows, ids):
+                if i.role == "device":
+                    r["running"] = running(live.get(i.name))
+        print(json.dumps(rows, indent=2))
     else:
-        print(f"{'role':<9} {'name':<26} {'key':<8} {'not after':<20} {'revoked':<7} serial")
+        print(f"{'role':<9} {'name':<26} {'key':<8} {'not after':<20} {'revoked':<7} serial"
+              + ("  (in use: yes, or the serial the device runs)" if live is not None else ""))
         for i in ids:
+            use = f"  {_running(i, live)}" if live is not None and i.role == "device" else ""
             print(f"{i.role:<9} {i.name:<26} {i.key_type:<8} {i.not_after:%Y-%m-%d %H:%M}Z    "
-                  f"{'yes' if i.revoked else 'no':<7} {i.serial:x}")
+                  f"{'yes' if i.revoked else 'no':<7} {i.serial:x}{use}")
     for i in ids:
         left = i.expires_in_days
         if not i.revoked and left < warn_days:
-            fix = f"sensorpub pki renew {i.name}" if i.role == "device" else f"sensorpub pki {i.role} --force"
+            fix = f"sensorpub pki renew {i.name} --push" if i.role == "device" else f"sensorpub pki {i.role} --force"
             say(f"warning: the {i.role} certificate of {i.name} " + (f"expires in {left} days" if left >= 0 else
                 "has expired") + f": run '{fix}'")
     return 0
