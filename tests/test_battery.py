@@ -133,3 +133,33 @@ def test_deep_sleep_is_switched_on_and_off_by_remote_config(battery, fleet, brok
     readings = [(t, p) for t, p in both if t.endswith("/telemetry")]
     assert one_payload_per_seq(readings) == list(range(last + 1)), con.evidence()
     assert "Traceback" not in whole(con), con.evidence()
+
+
+def test_a_pushed_certificate_is_taken_at_a_wake_and_used_after_the_deep_sleeps(battery, fleet, broker):
+    # renewal on the virtual ESP32's board files in battery mode: the retained certificate arrives at a wake's
+    # connection, the trial reconnects within that wake, and the wakes after the sleep boot with it
+    from host_tools import pki
+    both = []
+    sub = persistent_verifier(fleet, broker.port, both, client_id="battery-verifier", topic="devices/dev1/+")
+    con = battery(1)
+    con.expect(SLEPT.replace(r"(\d+) queued", "0 queued"), count=2, timeout=40)
+    pki.issue_verifier("demo", name="ops")
+    assert broker.reload()
+    old = f"{pki.load_cert(fleet.device_dir('dev1') / 'client.pem').serial_number:x}"
+    r = run_cli("pki", "renew", "dev1", "--push", "--port", str(broker.port), "--as", "ops", "--timeout", "30",
+                "--json")
+    assert r.returncode == 0, r.stderr + con.evidence()
+    new = json.loads(r.stdout)["serial"]
+    con.expect(rf"certificate {new} in use \(was {old}\)", timeout=10)
+    con.mark()
+    con.expect(SLEPT.replace(r"(\d+) queued", "0 queued"), count=3, timeout=40)  # wakes with the new one
+    assert "certificate" not in con.text(), con.evidence()  # nothing left to try: the topic was cleared
+    last = int(re.findall(r"published seq (\d+)", whole(con))[-1])
+    wait_for_seq(both, last)
+    sub.disconnect()
+    sub.loop_stop()
+    onlines = [json.loads(p) for t, p in both if t.endswith("/status") and json.loads(p)["state"] == "online"]
+    assert onlines[-1]["cert"] == new and onlines[-1]["reset"] == "deep_sleep", onlines[-1]
+    readings = [(t, p) for t, p in both if t.endswith("/telemetry")]
+    assert one_payload_per_seq(readings) == list(range(last + 1)), con.evidence()
+    assert "Traceback" not in whole(con), con.evidence()
