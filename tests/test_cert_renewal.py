@@ -130,8 +130,8 @@ def _renew(fleet, op, outcome):
 
 
 def test_renewals_in_a_row_in_a_90k_heap(fleet, broker):
-    # each renewal drops the old TLS context, and the closed link that still held it, before it builds the
-    # next: with both alive the second push in a row ran out of memory in creds.context() even at 100 KB
+    # a renewal collects the garbage before it loads renew.py and drops the old TLS context before it builds
+    # the next: without the collect, the second push in a row ran out of memory in creds.context()
     vb, con = _small_board(fleet, broker, "90k")  # renewal's .mpy heap floor, 2 KB steps (readings alone: 70)
     try:
         op = Operator(fleet, broker.port, con)

@@ -76,6 +76,16 @@ MUTANTS = [
     M("reading-fields-unordered", "firmware/app.py", "r = OrderedDict()", "r = {}",
       ["tests/test_firmware_e2e.py -k consecutive"], "readings no longer start with device_id and seq: the outbox "
       "cannot store them compactly"),
+    # --- firmware: certificate renewal ---
+    M("renewal-any-issuer", "firmware/renew.py",
+      "    if certinfo.field(new, certinfo.ISSUER) != certinfo.field(old, certinfo.ISSUER):", "    if False:",
+      ["tests/test_cert_renewal.py -k bad_certificates"], "a pushed certificate from another CA is tried, not refused"),
+    M("renewal-kept-untried", "firmware/renew.py", "    if sess.connect():", "    if sess.connect() or True:",
+      ["tests/test_cert_renewal.py -k bad_certificates"],
+      "a pushed certificate the broker refuses is kept: the device locks itself out"),
+    M("renewal-without-collect", "firmware/app.py", "        gc.collect()\n        try:\n            import renew",
+      "        try:\n            import renew", ["tests/test_cert_renewal.py -k 90k"],
+      "a renewal starts on a heap full of garbage: the second in a row runs out of memory"),
     # --- the contract ---
     M("contract-drift", "firmware/contract.py", 'TELEMETRY_LEAF = "telemetry"', 'TELEMETRY_LEAF = "telemetry2"',
       ["tests/test_contract.py"], "the board publishes on a topic the host does not read"),
