@@ -8,7 +8,7 @@ BOARD    ?=
 PORT     ?=
 PYTEST_ARGS ?=
 # tests mostly wait on boards, brokers and timeouts: run them in parallel (pytest-xdist); 1 runs serially
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 8
 # real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS

@@ -97,8 +97,57 @@ def _processes(names):
     return {"mp": mp, "sup": sorted(sup)}
 
 
+def _copy(seen: dict) -> dict:
+    while True:  # the verifier's thread adds to the sets meanwhile
+        try:
+            return {n: set(v) for n, v in list(seen.items())}
+        except RuntimeError:
+            time.sleep(0.01)
+
+
+def _returning(b, names, seen: dict, before: dict, outage: float, interval: int, progress) -> dict:
+    """Stop the broker for `outage` s and start it again: how the fleet comes back. From the broker's log, the
+    CONNECTs it accepted per second (the thundering herd, or not) and when the last board was back; from the
+    verifier, when every board's readings from the outage had arrived (each board's seq past what it had sent
+    before the outage plus the readings it took meanwhile)."""
+    import re
+    log = b.log_file
+    b.stop()
+    time.sleep(outage)  # the outage is the scenario
+    back = time.time()
+    b.start()  # a new log (the old one goes to .1)
+    want = {n: max(before.get(n, {-1})) + int(outage // interval) for n in names}
+    deadline = time.monotonic() + outage + 180
+    drained = None
+    while time.monotonic() < deadline:
+        try:  # the verifier's thread adds to the sets meanwhile
+            done = all(max(seen.get(n, {-1})) >= want[n] for n in names)
+        except RuntimeError:
+            continue
+        if done:
+            drained = time.time() - back
+            break
+        time.sleep(0.5)
+    text = log.read_bytes().decode(errors="replace")
+    stamps = {}
+    for t, name in re.findall(r"^(\S+): New client connected from \S+ as (\S+) ", text, re.M):
+        if name in want:
+            stamps.setdefault(name, time.mktime(time.strptime(t, "%Y-%m-%dT%H:%M:%S")))
+    per_s: dict = {}
+    for t in stamps.values():
+        per_s[int(t)] = per_s.get(int(t), 0) + 1
+    first = min(stamps.values(), default=back)
+    last = max(stamps.values(), default=back)
+    progress(f"after a {outage:g} s outage: {len(stamps)} of {len(names)} boards back within {last - int(back):.0f} s, "
+             f"at most {max(per_s.values(), default=0)} CONNECTs in one second")
+    return {"outage_s": outage, "boards_back": len(stamps), "first_back_s": round(first - int(back)),
+            "all_back_s": round(last - int(back)), "max_connects_per_s": max(per_s.values(), default=0),
+            "mean_connects_per_s": round(len(stamps) / max(1, last - first + 1), 1),
+            "backlog_drained_s": round(drained, 1) if drained is not None else None}
+
+
 def run(count: int = 200, minutes: float = 5.0, interval: int = 30, workers: int = 0, legacy: bool = False,
-        progress=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+        outage: float = 0, progress=lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
     from host_tools import broker as broker_mod, fleet_run, pki
     from host_tools.batch import issue_devices, numbered
     from host_tools.fleet_run import cpu_seconds
@@ -146,8 +195,11 @@ def run(count: int = 200, minutes: float = 5.0, interval: int = 30, workers: int
         mem = {p: _pss(p) for p in procs["mp"] + procs["sup"]}
         time.sleep(5)  # the readings in flight at the end arrive
         t_end = w1
+        seen_then = _copy(seen)
+        returning = _returning(b, names, seen, seen_then, outage, interval, progress) if outage else None
         sub.disconnect()
         sub.loop_stop()
+        seen = seen_then
 
         def cpu_pct(pids):
             used = [c1[p] - c0[p] for p in pids if c0.get(p) is not None and c1.get(p) is not None]
@@ -185,6 +237,7 @@ def run(count: int = 200, minutes: float = 5.0, interval: int = 30, workers: int
             "verifier_cpu_pct": round(cpu_pct([mine]), 2),
             "machine_cpu_pct": round(100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1),
             "cores": cores,
+            "returning": returning,
         }
     finally:
         try:
@@ -210,9 +263,11 @@ def main() -> None:
     ap.add_argument("--interval", type=int, default=30, help="seconds between readings (default: 30)")
     ap.add_argument("--workers", type=int, default=0, help="flashes at a time (default: fleet_run.WORKERS)")
     ap.add_argument("--legacy", action="store_true", help="one supervisor and one executed micropython per board")
+    ap.add_argument("--outage", type=float, default=0,
+                    help="then stop the broker this many seconds and measure the CONNECT rate as the boards return")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args()
-    r = run(a.count, a.minutes, a.interval, a.workers, a.legacy)
+    r = run(a.count, a.minutes, a.interval, a.workers, a.legacy, a.outage)
     if a.json:
         print(json.dumps(r, indent=1))
         return
