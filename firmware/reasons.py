@@ -122,6 +122,7 @@ def missing_module(e):
 
 
 def sub_refused(topic):
-    what = "certificate renewal" if topic.endswith("/cert") else "remote config"
+    from contract import CERT_LEAF
+    what = "certificate renewal" if topic.endswith("/" + CERT_LEAF) else "remote config"
     return ("%s off until the next boot: the broker refused our subscription to %s (a broker ACL or AWS policy "
             "from before it: re-run 'sensorpub broker start' or 'sensorpub aws register-device')" % (what, topic))

@@ -60,7 +60,7 @@ def _refuse(p, serial, reason):
 
 def _use(p, name):
     # build the TLS context of certificate file `name` (with the key and CA in use): (expires, serial). The old
-    # context goes first, with the closed link that still holds it: two mbedTLS contexts do not fit a small heap
+    # context goes first, and the closed link that refers to it: a second context beside it may not fit the heap
     p.sess.tls.ctx = p.sess.tls.link = None
     gc.collect()
     ctx, expires, serial = creds.context(name)

@@ -149,7 +149,6 @@ class Session:
         for t in list(self.subs):
             try:
                 self.c.subscribe(t, 1)
-                self.sub_denied = 0
             except Exception as e:
                 if isinstance(e, MQTTException) and e.args and e.args[0] == 0x80:  # SUBACK failure: link fine
                     self._sub_off(t)
@@ -160,6 +159,7 @@ class Session:
                         self._sub_off(t)
                 self._failed(e, "subscribing to " + t)
                 return False
+        self.sub_denied = 0  # counted over connections: one topic accepted must not clear another's refusals
         return True
 
     def _sub_off(self, t):

@@ -98,7 +98,7 @@ def do_pki(args):
         return 0
     else:
         ids = pki.list_identities(args.fleet)
-        return _list(ids, args.json, pki.EXPIRY_WARN_DAYS, _live(args, ids) if args.live else None)
+        return _list(ids, args.json, pki.EXPIRY_WARN_DAYS, _live(args) if args.live else None)
     print(f"wrote {path}")
     return 0
 
@@ -203,28 +203,19 @@ def _renew(args) -> int:
                        EXIT_NO_ANSWER)
 
 
-def _live(args, ids) -> dict:
-    """{device: its retained status document} from the fleet's broker."""
-    from ..contract import STATUS_LEAF
-    from ..fleet_status import listen
-    from ..remote_config import parse_status
+def _live(args) -> dict:
+    """{device: the serial of the certificate it reports running, or None} from the fleet's broker."""
+    from ..contract import CERT_KEY
+    from ..fleet_status import from_messages, listen
     ep, t = verifier_endpoint(args)
     say(f"pki list: reading the devices' retained statuses from {t.host}:{t.port} for {args.wait:g} s")
-    out = {}
-    for topic, payload, _at, _retained in listen(ep, args.wait):
-        parts = topic.split("/")
-        doc = parse_status(payload)
-        if len(parts) == 3 and parts[2] == STATUS_LEAF and doc is not None:
-            out[parts[1]] = doc
-    return out
+    return {r["device"]: r[CERT_KEY] if isinstance(r[CERT_KEY], str) else None
+            for r in from_messages(listen(ep, args.wait))}
 
 
 def _running(i, live: dict) -> str:
     """What a device reports: 'yes' (this certificate), another serial, '-' (no report)."""
-    from ..renewal import running
-    if i.role != "device":
-        return ""
-    r = running(live.get(i.name))
+    r = live.get(i.name)
     return "-" if r is None else "yes" if r == f"{i.serial:x}" else r
 
 
@@ -234,10 +225,9 @@ def _list(ids, as_json: bool, warn_days: int, live=None) -> int:
                  "not_after": i.not_after.isoformat(), "revoked": i.revoked,
                  "expires_in_days": i.expires_in_days} for i in ids]
         if live is not None:
-            from ..renewal import running
             for r, i in zip(rows, ids):
                 if i.role == "device":
-                    r["running"] = running(live.get(i.name))
+                    r["running"] = live.get(i.name)
         print(json.dumps(rows, indent=2))
     else:
         print(f"{'role':<9} {'name':<26} {'key':<8} {'not after':<20} {'revoked':<7} serial"
