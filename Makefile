@@ -7,7 +7,9 @@ DEVICE   ?= dev1
 BOARD    ?=
 PORT     ?=
 PYTEST_ARGS ?=
-# tests mostly wait on boards, brokers and timeouts: run them in parallel (pytest-xdist); 1 runs serially
+# tests mostly wait on boards, brokers and timeouts: run them in parallel (pytest-xdist); 1 runs serially.
+# worksteal: a worker that runs out takes tests queued on a busy one (plain 'load' left one worker running
+# its last five board tests in a row while the others stood idle)
 PYTEST_WORKERS ?= 8
 # real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
@@ -44,7 +46,7 @@ mosquitto:
 	fi
 
 test: setup test-deps
-	$(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 # the full chaos suite (make test runs it shortened): 10 broker kills, 20 power cuts, a dead link; figures printed
 chaos: setup

