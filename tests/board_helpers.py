@@ -102,10 +102,15 @@ class Operator:
                 f"{self.docs}\n{self.con.evidence()}"
             return next(d for d in reversed(self.docs) if pred(d))
 
-    def spacing(self, n=3):
-        """Seconds between dev1's next n readings (uptime_s)."""
+    def mark(self):
+        """A place in dev1's readings for spacing(since=...): the next reading to arrive."""
         with self.cond:
-            start = len(self.uptimes) + 1  # the next one may have been taken before: skip it
+            return len(self.uptimes)
+
+    def spacing(self, n=3, since=None):
+        """Seconds between dev1's n readings (uptime_s) after the next one, or after the one at mark() `since`."""
+        with self.cond:
+            start = (len(self.uptimes) if since is None else since) + 1  # that one may have been taken before: skip it
             assert self.cond.wait_for(lambda: len(self.uptimes) >= start + n, 30), self.con.evidence()
             got = self.uptimes[start:start + n]
         return [b - a for a, b in zip(got, got[1:])]
