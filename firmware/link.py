@@ -47,6 +47,8 @@ class Link:
 
     def read(self, n):
         self.flush()
+        if not n:  # umqtt reads an empty payload (a cleared retained topic) as read(0): nothing to wait for
+            return b""
         if not self.blocking:
             if not self.p.poll(0):
                 return None

@@ -56,8 +56,11 @@ def test_pushed_renewal_is_in_use_after_the_next_connection_and_after_a_reset(fl
     assert new != old and (fleet.device_dir("dev1") / "client.key.der").read_bytes() == key_before  # key kept
     assert (fleet.device_dir("dev1") / "history" / f"{old}.pem").exists()
     con.expect(rf"certificate {new} in use \(was {old}\)", timeout=5)
-    seq = op.next_seq()  # readings go on over the new connection
-    assert op.next_seq() == seq + 1
+    seq = op.next_seq(timeout=3)  # readings go on over the new connection, on time (1 s)
+    assert op.next_seq(timeout=3) == seq + 1
+    # the host clears the cert topic once the device runs it: an empty retained message, which umqtt reads as
+    # read(0) (that once waited out the 10 s read timeout and dropped the link)
+    assert "link lost" not in con.text() and "queued 0" in con.text(), con.evidence()
 
     # a reset: the board boots with the new certificate (renamed into place), and nothing is retained to redo
     op.docs.clear()

@@ -86,6 +86,9 @@ MUTANTS = [
     M("renewal-without-collect", "firmware/app.py", "        gc.collect()\n        try:\n            import renew",
       "        try:\n            import renew", ["tests/test_cert_renewal.py -k 90k"],
       "a renewal starts on a heap full of garbage: the second in a row runs out of memory"),
+    M("empty-message-waits", "firmware/link.py", "        if not n:  # umqtt", "        if False:  # umqtt",
+      ["tests/test_cert_renewal.py -k pushed_renewal"],
+      "an empty retained message (the host clearing the cert topic) waits out the read timeout and drops the link"),
     # --- the contract ---
     M("contract-drift", "firmware/contract.py", 'TELEMETRY_LEAF = "telemetry"', 'TELEMETRY_LEAF = "telemetry2"',
       ["tests/test_contract.py"], "the board publishes on a topic the host does not read"),
