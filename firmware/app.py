@@ -112,13 +112,17 @@ class Publisher:
             r[days] = (self.expires - time.mktime(time.gmtime())) // 86400
 
     def configure(self):
-        # a remote config document arrived: remote.py applies it or refuses it (loaded for this, then dropped)
+        # a remote config document arrived: remote.py applies it or refuses it (loaded for this, then dropped).
+        # Collected first: a board given .py sources compiles remote.py and config.py now, and the garbage of
+        # the loop (and of the last document) fragmented the heap: the 3rd change in a row ran out of it
+        gc.collect()
         import remote
         try:
             remote.configure(self)
         finally:
             del sys.modules["remote"], remote
             sys.modules.pop("config", None)
+            gc.collect()
 
     def renew(self):
         # a certificate arrived: renew.py tries it and keeps it or rolls back (loaded for this, then dropped)

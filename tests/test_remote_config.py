@@ -58,3 +58,20 @@ def test_remote_config_applied_kept_across_a_reset_refused_with_reasons_and_only
     assert doc["config"] == 7 and "refused" not in doc, doc
     assert "remote config" not in con.text(), con.evidence()  # nothing applied or refused again at boot
     op.c.disconnect()
+
+
+@pytest.mark.parametrize("umqtt", umqtt_params()[-1:])
+def test_ten_changes_in_a_row_on_a_board_given_py_sources(flashed, fleet, broker, umqtt):
+    # each document makes the board compile remote.py and config.py in its heap: without a collect first, the
+    # 3rd change in a row ran out of memory and the publisher restarted (5 s without readings)
+    con = flashed(interval_s=5, health_every=0)
+    con.expect(r"published seq 0 ", timeout=20)
+    con.mark()  # the console from here: the firmware's lines, not the flash's
+    op = Operator(fleet, broker.port, con)
+    for version in range(1, 11):
+        op.send(version, {"interval_s": version + 1})
+        doc = op.wait(lambda d: d.get("config") == version, timeout=5)
+        assert "refused" not in doc, doc
+    assert "MemoryError" not in con.text() and "fatal" not in con.text(), con.evidence()
+    assert con.text().count("INFO remote config") == 10 and "vboard: boot" not in con.text(), con.evidence()
+    op.c.disconnect()

@@ -86,6 +86,13 @@ MUTANTS = [
     M("renewal-without-collect", "firmware/app.py", "        gc.collect()\n        try:\n            import renew",
       "        try:\n            import renew", ["tests/test_cert_renewal.py -k 90k"],
       "a renewal starts on a heap full of garbage: the second in a row runs out of memory"),
+    M("config-without-collect", "firmware/app.py",
+      "        gc.collect()\n        import remote\n        try:\n            remote.configure(self)\n        finally:\n"
+      "            del sys.modules[\"remote\"], remote\n            sys.modules.pop(\"config\", None)\n            gc.collect()\n",
+      "        import remote\n        try:\n            remote.configure(self)\n        finally:\n"
+      "            del sys.modules[\"remote\"], remote\n            sys.modules.pop(\"config\", None)\n",
+      ["tests/test_remote_config.py -k ten_changes"],
+      "a remote config is compiled on a heap full of garbage: the 3rd change in a row runs out of memory"),
     M("empty-message-waits", "firmware/link.py", "        if not n:  # umqtt", "        if False:  # umqtt",
       ["tests/test_cert_renewal.py -k pushed_renewal"],
       "an empty retained message (the host clearing the cert topic) waits out the read timeout and drops the link"),
