@@ -49,6 +49,7 @@ def test_remote_config_applied_kept_across_a_reset_refused_with_reasons_and_only
     # a reset: the board boots with config 7 from /remote.json (and the retained doc is not applied again)
     op.send(7, {"interval_s": 2, "health_every": 1})
     op.wait(lambda d: d.get("config") == 7)
+    con.expect(r"remote config 7 applied", timeout=5)  # its status can arrive before the line is written
     op.docs.clear()
     con.mark()
     r = mpremote(vboard.port, "reset")
