@@ -245,8 +245,10 @@ def connect(client, ep: Endpoint) -> None:
 
 
 def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, count: int = 0,
-               timeout: float = 60.0, on_line: Callable[[str], None] = print) -> bool:
+               timeout: float = 60.0, on_line: Callable[[str], None] = print,
+               on_ready: Callable[[], None] = lambda: None) -> bool:
     """Subscribe and feed the tracker until `count` valid readings from `device` arrived or timeout.
+    `on_ready` is called once the broker confirmed the subscription (what is published from then on is seen).
 
     Returns True when the target was reached (or no target was set)."""
     import paho.mqtt.client as mqtt
@@ -273,6 +275,7 @@ def run_verify(ep: Endpoint, tracker: Tracker, *, device: Optional[str] = None, 
     client.tls_set_context(ctx)
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_subscribe = lambda *_a: on_ready()
     connect(client, ep)
     client.loop_start()
     try:

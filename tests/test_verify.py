@@ -89,15 +89,27 @@ def test_device_controlled_text_cannot_reach_the_terminal_raw():
     assert "\\x1b]0;pwned" in line and "\\x1b" in line2
 
 
+def _verify_started(*args):
+    """`sensorpub verify ARGS` in the background, returned once it says the broker confirmed its subscription
+    (what is published from then on is counted): (process, the stderr lines it wrote so far)."""
+    import subprocess, sys
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    while not lines or not lines[-1].startswith("subscribed"):
+        line = proc.stderr.readline()  # verify's own --timeout ends it (and the pipe) if it never subscribes
+        assert line, "".join(lines) + proc.communicate()[1]
+        lines.append(line)
+    return proc, "".join(lines)
+
+
 def test_verify_cli_reports_gap_duplicate_and_malformed_from_broker(broker, fleet):
-    import subprocess, sys, os
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port),
-                             "--timeout", "6", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # let it subscribe
+    proc, said = _verify_started("--port", str(broker.port), "--timeout", "6", "--json")
     dev = client_for(fleet, "dev1", broker.port)
     for payload in (msg(10), msg(11), msg(11), msg(14), b"garbage"):
         dev.publish(T, payload, qos=1).wait_for_publish(5)
     out, err = proc.communicate(timeout=30)
+    err = said + err
     assert proc.returncode == 5, err  # gaps outrank malformed
     assert "readings missing (gaps in seq): dev1 2" in err, err
     summary = {d["device"]: d for d in json.loads(out)}
@@ -106,11 +118,7 @@ def test_verify_cli_reports_gap_duplicate_and_malformed_from_broker(broker, flee
 
 
 def test_verify_cli_count_reached_and_not_reached(broker, fleet):
-    import subprocess, sys
-    args = [sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port), "--device", "dev1",
-            "--count", "2", "--timeout", "8"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    proc, _ = _verify_started("--port", str(broker.port), "--device", "dev1", "--count", "2", "--timeout", "8")
     dev = client_for(fleet, "dev1", broker.port)
     for s in (1, 2):
         dev.publish(T, msg(s), qos=1).wait_for_publish(5)
@@ -123,15 +131,12 @@ def test_verify_cli_count_reached_and_not_reached(broker, fleet):
 
 
 def test_verify_exit_status_for_malformed_refused_and_silence(broker, fleet):
-    import subprocess, sys
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools", "verify", "--port", str(broker.port), "--device",
-                             "dev1", "--count", "2", "--timeout", "20"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    proc, said = _verify_started("--port", str(broker.port), "--device", "dev1", "--count", "2", "--timeout", "20")
     dev = client_for(fleet, "dev1", broker.port)
     for payload in (b"garbage", msg(1), msg(2)):
         dev.publish(T, payload, qos=1).wait_for_publish(5)
     out, err = proc.communicate(timeout=30)
+    err = said + err
     assert proc.returncode == 6 and "malformed payloads: dev1 1" in err, err
     from conftest import free_port
     r = run_cli("verify", "--port", str(free_port()), "--timeout", "2")

@@ -59,6 +59,7 @@ def do_verify(args):
     say(f"verifying on {t.host}:{t.port} for {args.timeout:g} s"
         + (f", until {args.count} readings from {args.device}" if args.count else ""))
     ok = run_verify(ep, tracker, device=args.device, count=args.count, timeout=args.timeout,
-                    on_line=(lambda _l: None) if args.quiet or args.json else print)
+                    on_line=(lambda _l: None) if args.quiet or args.json else print,
+                    on_ready=lambda: say("subscribed: readings published from now on are counted"))
     print(json.dumps(tracker.summary(), indent=2) if args.json else tracker.table())
     return verdict(tracker, ok, args.device, args.count, args.timeout)
