@@ -81,7 +81,8 @@ def problems(rgb) -> list:
     ink = (rgb < 235).any(axis=2).mean()
     if ink < 0.05:
         out.append(f"only {ink:.1%} of the pixels are not white")
-    colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours = int(np.count_nonzero(np.bincount(packed.ravel(), minlength=1 << 24)))
     if colours < 200:
         out.append(f"only {colours} distinct colours")
     top = rgb[:60]
