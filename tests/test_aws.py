@@ -8,7 +8,7 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 from host_tools import aws, cli, pki
-from host_tools.aws import teardown
+from host_tools.aws import client as awsclient, teardown
 from host_tools.errors import CommandError
 
 REGION = "eu-west-1"
@@ -25,8 +25,15 @@ def aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with mock_aws(config={"iot": {"use_valid_cert": True}}):
-        yield boto3.client("iot", region_name=REGION)
+    # the tests' own clients (boto3.client) come from one session per test that reads botocore's models through
+    # the process's shared loader, as sensorpub's do: a default session parses them again (0.1 s a client)
+    # (set inside mock_aws, whose start drops boto3's default session)
+    try:
+        with mock_aws(config={"iot": {"use_valid_cert": True}}):
+            boto3.setup_default_session(region_name=REGION, botocore_session=awsclient._botocore_session())
+            yield boto3.client("iot", region_name=REGION)
+    finally:
+        boto3.DEFAULT_SESSION = None
 
 
 def sp(capsys, *args):
