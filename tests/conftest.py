@@ -26,8 +26,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _port_block():
+    """Ports this pytest worker hands out: 400 of its own below the kernel's ephemeral range. A port the
+    kernel picked for bind(0) is free only until the next outgoing connection on the machine takes it as
+    its local port, and a broker started a moment later then fails with 'already in use'."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    i = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = 10000 + 400 * i
+    return range(first, first + 400) if first + 400 <= low else None
+
+
+_PORTS = {"block": _port_block(), "next": 0}
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    block = _PORTS["block"]
+    for _ in range(len(block) if block else 0):
+        port = block[_PORTS["next"] % len(block)]
+        _PORTS["next"] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    with socket.socket() as s:  # no block of our own (a narrow or unreadable range): the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

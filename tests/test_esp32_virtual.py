@@ -53,9 +53,10 @@ def esp(home, fleet, broker):
         extra = ["--set", f"sensor={sensor}"] if sensor else []
         for kv in sets:
             extra += ["--set", kv]
+        con = Console(vb, broker)  # before flashing: the board may log its first lines before flash returns
         r = flash("e0", broker, *extra)
         assert r.returncode == 0, r.stdout + r.stderr
-        return vb, Console(vb, broker), r.stderr
+        return vb, con, r.stderr
 
     yield do
     for vb in started:
