@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 # tests mostly wait on boards, brokers and timeouts: run them in parallel (pytest-xdist); 1 runs serially.
 # worksteal: a worker that runs out takes tests queued on a busy one (plain 'load' left one worker running
 # its last five board tests in a row while the others stood idle)
-PYTEST_WORKERS ?= 8
+# 12: most of a test is waiting on a board's timers; 16 overloads 2 cores (slower, and timing tests fail)
+PYTEST_WORKERS ?= 12
 # real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
