@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= 12
 # real umqtt.simple copies (versions/<X.Y.Z>/umqtt/simple.py): the firmware suite runs against each
 UMQTT_VERSIONS ?= $(abspath $(wildcard ../shared/umqtt-simple/versions))
 export UMQTT_VERSIONS
-# a run starts ~1,500 Python processes (commands, supervisors, mpremote) and 8 pytest workers: with
+# a run starts ~1,500 Python processes (commands, supervisors, mpremote) and a dozen pytest workers: with
 # PYTHONDONTWRITEBYTECODE set (some CI images set it) each one compiles our modules from source again and
 # every worker re-rewrites the tests' asserts (3 s each). Caches go to __pycache__/, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
