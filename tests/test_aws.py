@@ -1,11 +1,9 @@
 """`sensorpub aws` against moto's AWS IoT (AWS itself cannot be reached here), through the real CLI."""
 import json
 
-import boto3
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from moto import mock_aws
 
 from host_tools import aws, cli, pki
 from host_tools.aws import client as awsclient, teardown
@@ -27,13 +25,21 @@ def aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # the tests' own clients (boto3.client) come from one session per test that reads botocore's models through
     # the process's shared loader, as sensorpub's do: a default session parses them again (0.1 s a client)
-    # (set inside mock_aws, whose start drops boto3's default session)
+    # (set inside mock_aws, whose start drops boto3's default session). boto3 and moto are imported here, not at
+    # the top: every pytest worker imports this module to collect it (0.36 s each), few run its tests
+    import boto3
+    from moto import mock_aws
     try:
         with mock_aws(config={"iot": {"use_valid_cert": True}}):
             boto3.setup_default_session(region_name=REGION, botocore_session=awsclient._botocore_session())
-            yield boto3.client("iot", region_name=REGION)
+            yield _client("iot")
     finally:
         boto3.DEFAULT_SESSION = None
+
+
+def _client(service):
+    import boto3
+    return boto3.client(service, region_name=REGION)
 
 
 def sp(capsys, *args):
@@ -567,7 +573,7 @@ def _function(name="readings"):
     import zipfile
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                       "Principal": {"Service": "lambda.amazonaws.com"}}]}
-    iam = boto3.client("iam", region_name=REGION)
+    iam = _client("iam")
     try:
         role = iam.get_role(RoleName="fn-exec")["Role"]["Arn"]
     except iam.exceptions.NoSuchEntityException:
@@ -575,13 +581,13 @@ def _function(name="readings"):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("main.py", "def handler(event, context):\n    return event\n")
-    return boto3.client("lambda", region_name=REGION).create_function(
+    return _client("lambda").create_function(
         FunctionName=name, Runtime="python3.12", Role=role, Handler="main.handler",
         Code={"ZipFile": buf.getvalue()})["FunctionArn"]
 
 
 def _table(name="readings", keys=(("device_id", "HASH", "S"), ("seq", "RANGE", "N"))):
-    boto3.client("dynamodb", region_name=REGION).create_table(
+    _client("dynamodb").create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": n, "KeyType": k} for n, k, _ in keys],
         AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, _, t in keys])
@@ -590,7 +596,7 @@ def _table(name="readings", keys=(("device_id", "HASH", "S"), ("seq", "RANGE", "
 
 def _invoke_statements(arn):
     """The statements of the function's resource policy ([] when it has none)."""
-    lam = boto3.client("lambda", region_name=REGION)
+    lam = _client("lambda")
     try:
         return json.loads(lam.get_policy(FunctionName=arn)["Policy"])["Statement"]
     except lam.exceptions.ResourceNotFoundException:
@@ -732,7 +738,7 @@ def test_rule_never_reads_a_rule_that_is_not_listed(aws_env, home, capsys):
 
     def like_aws(params, **_kw):
         name = params["url_path"].rsplit("/", 1)[1]
-        names = [r["ruleName"] for r in boto3.client("iot", region_name=REGION).list_topic_rules()["rules"]]
+        names = [r["ruleName"] for r in _client("iot").list_topic_rules()["rules"]]
         if name not in names:
             return _error("UnauthorizedException", f"Access to topic rule '{name}' was denied", 401)
         return None
