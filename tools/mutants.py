@@ -132,6 +132,11 @@ MUTANTS = [
     # --- host: verify tells the truth ---
     M("verify-gaps-ignored", "host_tools/verify.py", "        return (self.max_seq - self.first_seq + 1) - len(self.seen)",
       "        return 0", ["tests/test_verify.py"], "verify reports no gap when readings are missing"),
+    # --- virtual board ---
+    M("lone-board-boot-executed", "host_tools/vboard/supervisor.py",
+      "serve([Board(d, heapsize, blocks, spawner(mp), sel, urgent)]",
+      "serve([Board(d, heapsize, blocks, exec_spawner(mp), sel, urgent)]",
+      ["tests/test_vboard.py -k each_boot"], "a lone board starts a CPython program per boot instead of forking"),
 ]
 
 
