@@ -15,7 +15,6 @@ state.json, resets, Ctrl-C, power cuts); its state.json also names the group. Wh
 """
 import gc
 import json
-import os
 import selectors
 import signal
 import sys
