@@ -4,6 +4,7 @@ import json
 import os
 import random
 import re
+import signal
 import time
 
 from helpers import collect, persistent_verifier, wait_for_seq
@@ -19,6 +20,36 @@ CUTS = 20 if FULL else 8
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 
 
+def kill_outside_the_save_window(broker, con, delivered):
+    """kill -9 the broker now, unless it is between acknowledging a reading and saving it.
+
+    Mosquitto sends the PUBACK while it handles a PUBLISH and saves (autosave_on_changes) at the end of
+    that turn of its loop: a kill in between loses a reading it has acknowledged, whatever the device
+    does (a limit of the broker, see the README's "Persistence"). So the broker is frozen first (SIGSTOP:
+    no acknowledgement leaves it), the console is let settle, and it is killed only once its saved file
+    holds the last reading the device reports acknowledged; otherwise it runs on a moment and is frozen
+    again. Returns how many times it had to run on."""
+    db = broker.dir / "data" / "mosquitto.db"
+    pid = broker.pid()
+    ran_on, deadline = 0, time.monotonic() + 10
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        size, quiet_since = con.size(), time.monotonic()
+        while time.monotonic() - quiet_since < 0.1:  # an acknowledgement already sent reaches the console
+            time.sleep(0.02)
+            if con.size() != size:
+                size, quiet_since = con.size(), time.monotonic()
+        acked = [int(m) for m in re.findall(r"published seq (\d+)", con.text())]
+        last = max(acked, default=None)
+        if last is None or last in delivered or b'"seq":%d,' % last in db.read_bytes():
+            assert broker.kill()
+            return ran_on
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"the broker never saved reading {last} it acknowledged"
+        ran_on += 1
+        time.sleep(0.005)
+
+
 def test_broker_killed_mid_stream_loses_no_reading(flashed, fleet, broker):
     seen = []
     sub = persistent_verifier(fleet, broker.port, seen)
@@ -26,10 +57,12 @@ def test_broker_killed_mid_stream_loses_no_reading(flashed, fleet, broker):
     con.expect(r"published seq \d+", timeout=20, count=2)
     sub.disconnect()  # away while the broker crashes: what the device sends queues in the broker for it
     sub.loop_stop()
+    delivered = {json.loads(p)["seq"] for _, p in seen}
     rng = random.Random(SEED)
+    ran_on = 0
     for _ in range(KILLS):
         time.sleep(rng.uniform(0.5, 2.0))  # at a random point of the stream
-        broker.kill()
+        ran_on += kill_outside_the_save_window(broker, con, delivered)
         time.sleep(rng.uniform(0.0, 0.5))
         broker.start()
     con.mark()
@@ -47,7 +80,8 @@ def test_broker_killed_mid_stream_loses_no_reading(flashed, fleet, broker):
     # the whole sequence, from the first reading to the last one the device had acknowledged
     assert s["first_seq"] == 0 and s["last_seq"] >= last and s["gaps"] == 0, (s, last, con.evidence())
     assert s["malformed"] == 0
-    print(f"broker kill -9: {KILLS} (seed {SEED}), readings {s['valid']}, lost 0, duplicates {s['duplicates']}")
+    print(f"broker kill -9: {KILLS} (seed {SEED}), readings {s['valid']}, lost 0, duplicates {s['duplicates']}, "
+          f"kills put off for the broker's save: {ran_on}")
 
 
 def test_ctrl_c_is_a_planned_stop_offline_and_disconnect_not_the_last_will(flashed, fleet, broker):
