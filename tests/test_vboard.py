@@ -257,6 +257,82 @@ def test_first_contact_right_after_start_never_loses_a_byte(home):
         assert done == ["linux"], f"start {i}: no answer within 20 s\n{text}"
 
 
+class _Interpreter:
+    """What a spawner returns (Popen-like), for the supervisor alone: records its input and the signals."""
+
+    def __init__(self):
+        import os
+        r, self.out = os.pipe()
+        self.stdout = open(r, "rb", buffering=0)
+        self.stdin = self  # its input, recorded
+        self.got, self.signals, self.pid = b"", [], os.getpid()
+
+    def write(self, data):
+        self.got += data
+
+    def say(self, text):
+        import os
+        os.write(self.out, text)
+
+    def poll(self):
+        return None
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+
+
+def test_input_behind_a_ctrl_c_sent_as_a_signal_waits_for_the_prompt(tmp_path):
+    # SIGINT landing just after the REPL read a byte loses that byte: mpremote's Ctrl-A once, and the flash
+    # hung waiting for a raw REPL. What follows a Ctrl-C that goes as a signal reaches the interpreter after
+    # the prompt that shows the interrupt landed (or HOLD_S later, if no prompt comes).
+    import os
+    import selectors
+    import signal
+    from host_tools.vboard import supervisor
+    kids = []
+    b = supervisor.Board(tmp_path, "64k", "64", lambda args, cwd: kids.append(_Interpreter()) or kids[-1],
+                         selectors.DefaultSelector(), set())
+    child = kids[0]
+
+    def host_sends(data):
+        os.write(b.slave, data)
+        b.on_pty()
+
+    def board_says(text):
+        child.say(text)
+        b.on_output()
+
+    # before the interpreter is up: the Ctrl-C waits, and so does what follows it
+    host_sends(b"\r\x03\r\x01")
+    assert child.got == b"\r" and child.signals == [] and b.held == b"\r\x01"
+    board_says(b"vboard: boot, running boot.py and main.py\r\n")  # main.py runs: busy
+    b.check(time.monotonic() + 0.5)
+    assert child.signals == [signal.SIGINT] and child.got == b"\r", "sent as the interrupt went"
+    b.check(time.monotonic() + 0.5)
+    assert child.got == b"\r", "released before the interrupt landed"
+    board_says(b"\r\nKeyboardInterrupt\r\nMicroPython v1.24.1\r\n>>> ")
+    b.check(time.monotonic())
+    assert child.got == b"\r\r\x01" and b.held == b"" and b.urgent == set()
+
+    # at a prompt a Ctrl-C is a key, nothing held
+    board_says(b"raw REPL; CTRL-B to exit\r\n>")
+    host_sends(b"\x03\x04")
+    assert child.got.endswith(b"\x03\x04") and len(child.signals) == 1
+
+    # busy again (main.py after a reset): signalled at once, input held until the prompt
+    board_says(b"OK\r\nMPY: soft reboot\r\nvboard: boot, running boot.py and main.py\r\nINFO took reading\r\n")
+    before = child.got
+    host_sends(b"\r\x03\r\x01")
+    assert child.signals == [signal.SIGINT] * 2 and child.got == before + b"\r" and b.held == b"\r\x01"
+    board_says(b"INFO stopped: status offline\r\n")  # not a prompt yet
+    b.check(time.monotonic())
+    assert b.held == b"\r\x01"
+    b.check(time.monotonic() + supervisor.HOLD_S + 0.1)  # no prompt comes: it goes on anyway
+    assert child.got == before + b"\r\r\x01" and b.held == b""
+    for f in (b.master, b.slave):
+        os.close(f)
+
+
 def test_renewed_certificate_reaches_the_board_with_certs_only(flashed, fleet, broker):
     from host_tools import crl, pki
     con = flashed()

@@ -137,6 +137,9 @@ MUTANTS = [
       "serve([Board(d, heapsize, blocks, spawner(mp), sel, urgent)]",
       "serve([Board(d, heapsize, blocks, exec_spawner(mp), sel, urgent)]",
       ["tests/test_vboard.py -k each_boot"], "a lone board starts a CPython program per boot instead of forking"),
+    M("ctrl-c-input-not-held", "host_tools/vboard/supervisor.py",
+      "            if self.pending_int or self.int_sent:", "            if self.pending_int:",
+      ["tests/test_vboard.py -k behind"], "input right behind a Ctrl-C sent as SIGINT can lose a byte to it"),
 ]
 
 

@@ -29,6 +29,7 @@ PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 # reboot (Ctrl-D, mpremote's soft reset) reports SOFT_RESET
 CAUSE_AFTER = {10: SOFT_RESET, 11: SOFT_RESET, 12: HARD_RESET, 13: DEEPSLEEP_RESET}
 HEARD_BY_S = 5.0  # an interpreter this old is past mounting its flash even if its banner went unseen
+HOLD_S = 2.0      # input held behind a Ctrl-C sent as SIGINT goes on after a prompt, or this long at most
 
 
 def exec_spawner(mp: str) -> Callable:
@@ -135,6 +136,8 @@ class Board:
         self.waiting = False       # its last output was a REPL prompt and no input went to it since
         self.tail = b""
         self.pending_int = 0.0     # when a Ctrl-C came that the interpreter could not take yet (0: none)
+        self.int_sent = 0.0        # when a Ctrl-C went as SIGINT and no prompt has been seen since (0: none)
+        self.held = b""            # input behind that Ctrl-C: the REPL gets it once the interrupt has landed
         self.restart_at: Optional[float] = None  # the interpreter is down until then (a crash pause, a deep sleep)
         self.restart_mode = "boot"
         self.restarts = 0
@@ -190,7 +193,12 @@ class Board:
                 self.pending_int = 0.0
             elif now - self.pending_int > 0.3 and self.alive():
                 self.pending_int = 0.0
-                self.child.send_signal(signal.SIGINT)
+                self._interrupt()
+        if self.int_sent and (self.waiting or now - self.int_sent > HOLD_S):
+            self.int_sent = 0.0
+        if self.held and not self.pending_int and not self.int_sent:
+            data, self.held = self.held, b""
+            self._feed(data)
         if (self.rom / "power.cut").exists():  # the host cut the power: no clean anything, power-on afterwards
             (self.rom / "power.cut").unlink()
             if self.alive() or self.restart_at is not None:
@@ -213,7 +221,7 @@ class Board:
         self.track()
 
     def track(self) -> None:
-        if self.pending_int or self.restart_at is not None:
+        if self.pending_int or self.held or self.restart_at is not None:
             self.urgent.add(self)
         else:
             self.urgent.discard(self)
@@ -223,19 +231,32 @@ class Board:
             data = os.read(self.master, 4096)
         except OSError:
             return
-        parts = data.split(b"\x03")
-        for i, part in enumerate(parts):
+        self._feed(data)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C as SIGINT, to a busy interpreter. Input after it is held until a prompt shows the interrupt
+        has landed: a signal that lands just after the REPL has read a byte loses that byte (mpremote's
+        Ctrl-A, which left it waiting for a raw REPL that never came)."""
+        self.int_sent = time.monotonic()
+        self.child.send_signal(signal.SIGINT)
+
+    def _feed(self, data: bytes) -> None:
+        while data:
+            if self.pending_int or self.int_sent:  # behind a Ctrl-C yet to land: held, as a UART's FIFO holds it
+                self.held += data
+                self.track()
+                return
+            part, ctrl_c, data = data.partition(b"\x03")
             if part and self.alive():
                 if part.strip(b"\r\n"):  # a bare Enter only brings the prompt back
                     self.waiting = False
                 self._to_child(part)
-            if i < len(parts) - 1:  # a Ctrl-C
+            if ctrl_c:
                 if self.waiting and self.alive():
-                    # at a prompt the REPL reads it as a key: a signal could land after the REPL
-                    # has read the next byte and lose that byte (mpremote's \x04 once)
+                    # at a prompt the REPL reads it as a key: no signal, which could lose a byte (see above)
                     self._to_child(b"\x03")
                 elif self.heard and self.alive():
-                    self.child.send_signal(signal.SIGINT)
+                    self._interrupt()
                 else:
                     self.pending_int = self.pending_int or time.monotonic()
                     self.track()
@@ -251,6 +272,8 @@ class Board:
             seen = self.tail + data  # output arrives in any chunks, a busy supervisor reads many lines at once
             self.tail = seen[-64:]
             self.waiting = self.tail.endswith(PROMPTS)  # the REPL waits for input, nothing sent since
+            if self.waiting:
+                self.int_sent = 0.0  # the interrupt has landed: what it held goes on at the next check
             # past mounting the flash, a KeyboardInterrupt is caught (boot, REPL): signals may go
             self.heard = self.heard or self.waiting or b"vboard: boot" in seen
             return
@@ -327,7 +350,7 @@ def serve(boards: List[Board], sel, urgent: set, stopping: list, scan_s: float =
                 b.check(now)
         wake = next_scan
         for b in urgent:
-            wake = min(wake, now + 0.1 if b.pending_int else b.restart_at or wake)
+            wake = min(wake, now + 0.1 if b.pending_int or b.held else b.restart_at or wake)
         for key, _ in sel.select(timeout=max(0.0, wake - time.monotonic())):
             board, what = key.data
             if what == "pty":
